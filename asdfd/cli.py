@@ -1,0 +1,185 @@
+"""``asdfd`` command line: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import runtime
+from .config import DistillConfig, TeacherConfig
+from .errors import UserError
+
+# one-line help for each DistillConfig field that becomes a flag
+DISTILL_HELP = {
+    "method": "how pseudo samples are made (see `asdfd methods`)",
+    "student_layers": "number of student layers (evenly spaced) or comma-separated teacher layer indices",
+    "student_steps": "student optimiser steps",
+    "batch_size": "pseudo samples per student step and per crafted batch",
+    "pseudo_samples": "pseudo samples crafted in total over the run",
+    "guess_steps": "K: embedding-guessing steps per crafted batch",
+}
+
+
+def _add_config_flags(p: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
+    """One ``--kebab-name`` flag per dataclass field; unset flags keep the dataclass default."""
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        default = f.default
+        kind = str if f.name == "student_layers" else type(default)
+        flag = "--" + f.name.replace("_", "-")
+        help_ = DISTILL_HELP.get(f.name, "") + f" (default: {default})"
+        if kind is bool:
+            p.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=None, help=help_)
+        else:
+            p.add_argument(flag, type=kind, default=None, help=help_)
+    if cls is DistillConfig:
+        p.add_argument("--steps", dest="student_steps", type=int, default=None, help="alias of --student-steps")
+
+
+def _config_from_args(cls, args: argparse.Namespace):
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+    return cls(**values).validate()
+
+
+def _add_data_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="trec | mr | bbc, or a .csv/.jsonl file")
+    p.add_argument("--text-column", default="text", help="text column of a data file (default: text)")
+    p.add_argument("--label-column", default="label", help="label column of a data file (default: label)")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asdfd", description="Data-free distillation of transformer text classifiers (AS-DFD).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train-teacher", help="fine-tune a base encoder into a classifier")
+    _add_data_flags(p)
+    p.add_argument("--output", required=True, help="folder for the teacher")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
+    _add_config_flags(p, TeacherConfig)
+    _common(p)
+
+    p = sub.add_parser("distill", help="distil a teacher into a smaller student without data")
+    p.add_argument("--teacher", required=True, help="fine-tuned classifier folder (safetensors)")
+    p.add_argument("--output", required=True, help="folder for the student")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
+    _add_config_flags(p, DistillConfig)
+    _common(p)
+
+    p = sub.add_parser("evaluate", help="accuracy of a classifier on real labelled text")
+    p.add_argument("--model", required=True, help="classifier folder")
+    _add_data_flags(p)
+    p.add_argument("--split", default="test", help="train | validation | test | all (default: test)")
+    p.add_argument("--teacher", default=None, help="also report agreement with this teacher")
+    p.add_argument("--max-length", type=int, default=None, help="token limit per text (default: the dataset's)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--json", action="store_true", help="print JSON only")
+    _common(p)
+
+    p = sub.add_parser("demo", help="teacher -> AS-DFD student -> evaluation on the packaged TREC data")
+    p.add_argument("--data", default="trec", help="trec | mr | bbc (default: trec)")
+    p.add_argument("--output", default="asdfd-demo", help="folder for the demo's student and report")
+    p.add_argument("--cache-dir", default=None, help="where trained teachers are cached (default: ~/.cache/asdfd)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
+    _add_config_flags(p, DistillConfig, skip=("device",))
+    p.add_argument("--device", default=None, help="auto | cpu | cuda")
+    _common(p)
+
+    sub.add_parser("methods", help="list the pseudo-sample methods")
+    return parser
+
+
+def _print_eval(res: dict) -> None:
+    print(f"{res['model']} on {res['dataset']}/{res['split']} (n={res['n']})")
+    print(f"  accuracy  {res['accuracy']:.4f}")
+    print(f"  macro-F1  {res['macro_f1']:.4f}")
+    if "agreement_with_teacher" in res:
+        print(f"  teacher accuracy        {res['teacher_accuracy']:.4f}")
+        print(f"  agreement with teacher  {res['agreement_with_teacher']:.4f}")
+    print("  per-class accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in res["per_class_accuracy"].items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    runtime.QUIET = getattr(args, "quiet", False)
+    if runtime.QUIET:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    try:
+        return _dispatch(args)
+    except UserError as e:
+        if getattr(args, "debug", False):
+            raise
+        print(f"asdfd: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("asdfd: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    if args.command == "methods":
+        from .synthesizers import REGISTRY
+
+        for name, cls in sorted(REGISTRY.items()):
+            print(f"{name:14s} {(cls.__doc__ or '').strip().splitlines()[0]}")
+        return 0
+    if args.command == "train-teacher":
+        from .data import load_dataset
+        from .teacher import train_teacher
+
+        cfg = _config_from_args(TeacherConfig, args)
+        kw = {"text_column": args.text_column, "label_column": args.label_column, "max_length": cfg.max_length or None}
+        splits = [load_dataset(args.data, s, **kw) for s in ("train", "validation", "test")]
+        rep = train_teacher(*splits, args.output, cfg, overwrite=args.overwrite)
+        print(f"teacher written to {args.output}: validation accuracy {rep['validation_accuracy']:.4f}, test accuracy {rep['test_accuracy']:.4f}")
+        return 0
+    if args.command == "distill":
+        from .distiller import distill
+
+        cfg = _config_from_args(DistillConfig, args)
+        res = distill(args.teacher, args.output, cfg, overwrite=args.overwrite)
+        r = res.report
+        agree = r["heldout_pseudo_agreement"]["agreement"]
+        agree_s = "n/a" if agree is None else f"{agree:.4f}"
+        print(
+            f"student ({len(r['student_layers'])} layers {r['student_layers']}) written to {args.output}; "
+            f"held-out pseudo agreement {agree_s}; time {sum(r['wall_time_s'].values()):.0f}s"
+        )
+        return 0
+    if args.command == "evaluate":
+        from .data import load_dataset
+        from .evaluator import evaluate
+
+        data = load_dataset(args.data, args.split, args.text_column, args.label_column, args.max_length)
+        res = evaluate(args.model, data, args.teacher, args.device)
+        if args.json:
+            print(json.dumps(res, indent=2))
+        else:
+            _print_eval(res)
+        return 0
+    if args.command == "demo":
+        from .demo import run_demo
+
+        cfg = _config_from_args(DistillConfig, args)
+        if args.device:
+            cfg.device = args.device
+        run_demo(args.data, Path(args.output), cfg, cache_dir=args.cache_dir, overwrite=args.overwrite)
+        return 0
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

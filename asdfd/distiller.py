@@ -1,0 +1,177 @@
+"""The distillation loop shared by every method: it never reads real data.
+
+Per student step: if the schedule says so, the synthesizer crafts a fresh batch (adapted to the
+student as it is now) into its replay pool; a batch is drawn from the pool; the frozen teacher
+labels it (logits, and hidden states when hidden-state KD is on); the student and any
+synthesizer-side head take one AdamW step on ``L_kd + lambda_hidden * L_hid + L_synth``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel, get_linear_schedule_with_warmup
+
+from . import synthesizers
+from .config import DistillConfig
+from .errors import UserError
+from .losses import hidden_loss, kd_loss
+from .models import TokenSpace, build_student, load_teacher, load_tokenizer, resolve_student_layers
+from .runtime import atomic_dir, check_output_dir, progress, resolve_device, seed_everything, set_threads
+
+REPORT_NAME = "distill_report.json"
+
+
+@dataclass
+class DistillResult:
+    student: PreTrainedModel
+    tokenizer: object
+    report: dict = field(default_factory=dict)
+
+    def save(self, output: str | Path, overwrite: bool = False) -> Path:
+        """Write the student (safetensors), tokenizer and report; atomically replaces ``output``."""
+        out = check_output_dir(output, overwrite)
+        with atomic_dir(out) as tmp:
+            self.student.save_pretrained(tmp, safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp)
+            (tmp / REPORT_NAME).write_text(json.dumps(self.report, indent=2) + "\n")
+        return out
+
+
+class Distiller:
+    def __init__(self, teacher_dir: str | Path, cfg: DistillConfig):
+        self.cfg = cfg.validate()
+        set_threads()
+        self.device = resolve_device(cfg.device)
+        self.generator = seed_everything(cfg.seed)
+        t0 = time.perf_counter()
+        self.teacher_dir = str(teacher_dir)
+        self.teacher = load_teacher(teacher_dir).to(self.device)
+        self.tokenizer = load_tokenizer(teacher_dir)
+        self.space = TokenSpace.from_teacher(self.teacher, self.tokenizer)
+        if cfg.max_len + 2 > self.space.max_positions:
+            raise UserError(
+                f"max_len {cfg.max_len} + 2 special tokens exceeds the teacher's {self.space.max_positions} positions; "
+                f"pass --max-len <= {self.space.max_positions - 2}"
+            )
+        n_teacher = int(self.teacher.config.num_hidden_layers)
+        self.layers = resolve_student_layers(n_teacher, cfg.student_layers)
+        self.student = build_student(self.teacher, self.layers).to(self.device)
+        self.synth = synthesizers.build(cfg.method, self.teacher, self.space, cfg, self.device, self.generator)
+        self.times = {"load": time.perf_counter() - t0, "synthesis": 0.0, "student": 0.0, "heldout": 0.0}
+
+    def _optimizer(self) -> tuple[torch.optim.Optimizer, object]:
+        cfg = self.cfg
+        decay, no_decay = [], []
+        for name, p in self.student.named_parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+        groups = [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        extra = self.synth.parameters()
+        if extra:  # a fresh head learns faster than the pretrained student
+            groups.append({"params": extra, "weight_decay": 0.0, "lr": 1e-3})
+        opt = torch.optim.AdamW(groups, lr=cfg.lr)
+        sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup * cfg.student_steps), cfg.student_steps)
+        return opt, sched
+
+    def _student_step(self, batch, opt, sched) -> dict[str, float]:
+        cfg = self.cfg
+        use_hidden = cfg.lambda_hidden > 0
+        if use_hidden:
+            with torch.inference_mode():
+                t_out = self.teacher(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask, output_hidden_states=True)
+            t_logits = t_out.logits.clone()
+            t_hidden = tuple(h.clone() for h in t_out.hidden_states)
+        else:
+            t_logits = batch.teacher_logits
+        s_out = self.student(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask, output_hidden_states=use_hidden)
+        l_kd = kd_loss(s_out.logits, t_logits, cfg.temperature)
+        loss = l_kd
+        logs = {"kd": l_kd.item()}
+        if use_hidden:
+            l_hid = hidden_loss(s_out.hidden_states, t_hidden, self.layers, batch.attention_mask)
+            loss = loss + cfg.lambda_hidden * l_hid
+            logs["hidden"] = l_hid.item()
+        l_syn = self.synth.student_loss(self.student, batch)
+        if l_syn is not None:
+            loss = loss + l_syn
+            logs["ss"] = l_syn.item()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.grad_clip)
+        opt.step()
+        sched.step()
+        return logs
+
+    def run(self) -> DistillResult:
+        cfg = self.cfg
+        opt, sched = self._optimizer()
+        rounds = math.ceil(cfg.pseudo_samples / cfg.batch_size)
+        crafted = 0
+        self.student.train()
+        bar = progress(range(cfg.student_steps), desc=f"distill ({cfg.method})", unit="step")
+        logs: dict[str, float] = {}
+        for step in bar:
+            due = math.ceil((step + 1) * rounds / cfg.student_steps)
+            t0 = time.perf_counter()
+            while crafted < due:
+                self.synth.synthesize(self.student)
+                crafted += 1
+            t1 = time.perf_counter()
+            logs = self._student_step(self.synth.sample(cfg.batch_size), opt, sched)
+            t2 = time.perf_counter()
+            self.times["synthesis"] += t1 - t0
+            self.times["student"] += t2 - t1
+            if step % 20 == 0:
+                bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()})
+        t0 = time.perf_counter()
+        agreement = self.heldout_agreement()
+        self.times["heldout"] = time.perf_counter() - t0
+        self.student.eval()
+        report = {
+            "teacher": self.teacher_dir,
+            "config": cfg.to_dict(),
+            "student_layers": self.layers,
+            "teacher_layers": int(self.teacher.config.num_hidden_layers),
+            "device": str(self.device),
+            "wall_time_s": {k: round(v, 3) for k, v in self.times.items()},
+            "synthesis": self.synth.stats(),
+            "heldout_pseudo_agreement": agreement,
+            "final_losses": logs,
+            "real_data_used": False,
+        }
+        return DistillResult(self.student, self.tokenizer, report)
+
+    def heldout_agreement(self) -> dict:
+        """Teacher-student argmax agreement on fresh pseudo samples the student never trained on."""
+        n = self.cfg.heldout_samples
+        if n == 0:
+            return {"samples": 0, "agreement": None}
+        agree = total = 0
+        self.student.eval()
+        for start in range(0, n, self.cfg.batch_size):
+            batch = self.synth.craft(min(self.cfg.batch_size, n - start), self.student)
+            with torch.inference_mode():
+                s_logits = self.student(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask).logits
+            agree += int((s_logits.argmax(-1) == batch.teacher_logits.argmax(-1)).sum())
+            total += len(batch)
+        return {"samples": total, "agreement": agree / total}
+
+
+def distill(teacher_dir: str | Path, output: str | Path | None = None, cfg: DistillConfig | None = None, overwrite: bool = False) -> DistillResult:
+    """Distil the classifier in ``teacher_dir`` into a smaller student without any real data."""
+    cfg = cfg or DistillConfig()
+    if output is not None:
+        check_output_dir(output, overwrite)  # fail before the work, not after
+    result = Distiller(teacher_dir, cfg).run()
+    if output is not None:
+        result.save(output, overwrite=overwrite)
+    return result

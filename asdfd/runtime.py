@@ -1,0 +1,93 @@
+"""Process-level plumbing: devices, seeds, threads, progress bars and atomic output folders."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .errors import UserError
+
+QUIET = False
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def set_threads() -> None:
+    """Use every core the process may run on, unless the user pinned a count already."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        try:
+            n = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - non-Linux
+            n = os.cpu_count() or 1
+        torch.set_num_threads(max(1, n))
+
+
+def progress(iterable=None, **kwargs):
+    """tqdm with ETA; silent under --quiet, plain periodic lines when stderr is not a terminal."""
+    kwargs.setdefault("disable", QUIET)
+    kwargs.setdefault("dynamic_ncols", True)
+    if not sys.stderr.isatty():
+        kwargs.setdefault("mininterval", 10.0)
+        kwargs.setdefault("ascii", True)
+    return tqdm(iterable, **kwargs)
+
+
+def check_output_dir(path: str | Path, overwrite: bool) -> Path:
+    """Refuse to clobber a non-empty folder unless asked; check the parent is writable."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UserError(f"output '{p}' exists and is a file; pass a folder path")
+    if p.exists() and any(p.iterdir()) and not overwrite:
+        raise UserError(f"output folder '{p}' exists and is not empty; choose another --output or pass --overwrite")
+    parent = p.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"cannot write under '{parent}'; choose a writable --output")
+    return p
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success it replaces ``path`` in one rename.
+
+    A crash leaves ``path`` as it was (and a ``.tmp-*`` folder that is safe to delete).
+    """
+    p = Path(path).resolve()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{p.name}-", dir=p.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if p.exists():
+        old = p.with_name(f".old-{p.name}-{os.getpid()}")
+        p.rename(old)
+        tmp.rename(p)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(p)

@@ -1,0 +1,64 @@
+"""Self-supervised pretext tasks on pseudo embeddings: how well does the student read them?
+
+Each task corrupts a batch of pseudo embeddings and asks a small head on the student's last hidden
+states to find the corruption. The loss is differentiable in the embeddings (the adversarial step
+raises it) and in the student and head (the student step lowers it).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+
+from .models import TokenSpace
+
+
+def last_hidden(student: PreTrainedModel, embeds: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+    return student.base_model(inputs_embeds=embeds, attention_mask=attn).last_hidden_state
+
+
+class ReplacedTokenDetection(nn.Module):
+    """Replace a fraction of pseudo tokens with random real word pieces; find them (per token)."""
+
+    def __init__(self, hidden: int, space: TokenSpace, ratio: float):
+        super().__init__()
+        self.head = nn.Linear(hidden, 1)
+        self.space = space
+        self.ratio = ratio
+
+    def loss(self, student, embeds, slot, attn, generator: torch.Generator) -> torch.Tensor:
+        B, T, _ = embeds.shape
+        replaced = (torch.rand(B, T, generator=generator) < self.ratio).to(embeds.device) & slot
+        ordinary = self.space.ordinary
+        ids = ordinary[torch.randint(len(ordinary), (B, T), generator=generator)]
+        corrupt = torch.where(replaced.unsqueeze(-1), self.space.embeddings[ids].to(embeds), embeds)
+        logits = self.head(last_hidden(student, corrupt, attn)).squeeze(-1)
+        return F.binary_cross_entropy_with_logits(logits[slot], replaced[slot].float())
+
+
+class ShuffleDetection(nn.Module):
+    """Shuffle the pseudo tokens of half the samples; tell shuffled from intact (from [CLS])."""
+
+    def __init__(self, hidden: int, space: TokenSpace, ratio: float):
+        super().__init__()
+        self.head = nn.Linear(hidden, 1)
+
+    def loss(self, student, embeds, slot, attn, generator: torch.Generator) -> torch.Tensor:
+        B, T, _ = embeds.shape
+        shuffled = (torch.rand(B, generator=generator) < 0.5).to(embeds.device)
+        pos = torch.arange(T, device=embeds.device).float().expand(B, T)
+        length = slot.sum(1, keepdim=True).float()
+        keys = torch.where(slot & shuffled[:, None], 1 + torch.rand(B, T, generator=generator).to(embeds.device) * length, pos)
+        order = keys.argsort(dim=1)
+        mixed = embeds.gather(1, order.unsqueeze(-1).expand_as(embeds))
+        logits = self.head(last_hidden(student, mixed, attn)[:, 0]).squeeze(-1)
+        return F.binary_cross_entropy_with_logits(logits, shuffled.float())
+
+
+TASKS = {"replaced": ReplacedTokenDetection, "shuffle": ShuffleDetection}
+
+
+def build_task(name: str, hidden: int, space: TokenSpace, ratio: float) -> nn.Module | None:
+    return None if name == "none" else TASKS[name](hidden, space, ratio)

@@ -1,0 +1,103 @@
+"""``as-dfd``: Plug & Play Embedding Guessing plus adversarial self-supervision.
+
+Stage 1 (guessing): pseudo tokens ``z`` start at the embeddings of random word pieces and take
+``guess_steps`` Adam steps through the frozen teacher toward a balanced target class:
+``min_z CE(T(x), y) + lambda_norm * R(z)``.
+Stage 2 (adversarial): ``adv_steps`` more steps that also raise the student's self-supervised loss:
+``min_z CE(T(x), y) + lambda_norm * R(z) - lambda_adv * L_ss(S, x)``. The student and the pretext
+head lower ``L_ss`` in their own step (``student_loss``), so the two play against each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedModel
+
+from ..selfsup import build_task
+from .base import PseudoBatch, Synthesizer
+
+
+@dataclass
+class Crafting:
+    """A batch of pseudo tokens being optimised: ``z`` (B, max_len, d) and its frame."""
+
+    z: torch.Tensor
+    opt: torch.optim.Optimizer
+    base: torch.Tensor
+    slot: torch.Tensor
+    attn: torch.Tensor
+    targets: torch.Tensor
+
+
+class ASDFD(Synthesizer):
+    """Plug & Play Embedding Guessing + adversarial self-supervision (the paper's method)."""
+
+    name = "as-dfd"
+
+    def __init__(self, teacher, space, cfg, device, generator):
+        super().__init__(teacher, space, cfg, device, generator)
+        self.task = build_task(cfg.ss_task, teacher.config.hidden_size, space, cfg.ss_ratio)
+        if self.task is not None:
+            self.task.to(device)
+        self.norm_lo, self.norm_hi = space.norm_range()
+        self.emb_std = float(space.embeddings[space.ordinary].std())
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return list(self.task.parameters()) if self.task is not None else []
+
+    def norm_penalty(self, z: torch.Tensor, slot_z: torch.Tensor) -> torch.Tensor:
+        """Squared distance of each token vector's norm outside the real embeddings' norm range."""
+        norms = z.norm(dim=-1)
+        out = F.relu(norms - self.norm_hi) ** 2 + F.relu(self.norm_lo - norms) ** 2
+        return (out * slot_z).sum() / slot_z.sum().clamp_min(1) / self.norm_hi**2
+
+    def student_loss(self, student: PreTrainedModel, batch: PseudoBatch) -> torch.Tensor | None:
+        if self.task is None or self.cfg.lambda_ss == 0:
+            return None
+        return self.cfg.lambda_ss * self.task.loss(student, batch.embeds, batch.slot, batch.attention_mask, self.generator)
+
+    def start(self, n: int) -> Crafting:
+        """Stage 0: random word-piece embeddings (plus optional noise) toward balanced targets."""
+        cfg = self.cfg
+        ids, base, slot, attn = self.random_frame(n)
+        targets = (torch.randperm(n, generator=self.generator) % self.num_labels).to(self.device)
+        z = self.token_embeddings(ids)
+        if cfg.init_noise > 0:
+            z = z + cfg.init_noise * self.emb_std * torch.randn(z.shape, generator=self.generator).to(z)
+        z = z.detach().requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=cfg.guess_lr)
+        return Crafting(z, opt, base, slot, attn, targets)
+
+    def step(self, c: Crafting, student: PreTrainedModel, adversarial: bool) -> None:
+        """One optimiser step on ``z``: guessing, plus the adversarial term when asked."""
+        cfg = self.cfg
+        x = self.space.compose(c.z, c.base, c.slot)
+        logits = self.teacher_logits(x, c.attn)
+        ce = F.cross_entropy(logits, c.targets, reduction="none")
+        with torch.no_grad():
+            p_target = logits.softmax(-1).gather(1, c.targets[:, None]).squeeze(1)
+            active = (p_target < cfg.confidence_stop).float()
+        slot_z = c.slot[:, 1 : cfg.max_len + 1].float()
+        loss = (ce * active).mean() + cfg.lambda_norm * self.norm_penalty(c.z, slot_z)
+        if adversarial:
+            loss = loss - cfg.lambda_adv * self.task.loss(student, x, c.slot, c.attn, self.generator)
+        (grad,) = torch.autograd.grad(loss, [c.z])
+        c.z.grad = grad * active[:, None, None]
+        c.opt.step()
+
+    def craft(self, n: int, student: PreTrainedModel) -> PseudoBatch:
+        cfg = self.cfg
+        c = self.start(n)
+        n_adv = cfg.adv_steps if (self.task is not None and cfg.lambda_adv > 0) else 0
+        was_training = student.training
+        student.eval()
+        for k in range(cfg.guess_steps + n_adv):
+            self.step(c, student, adversarial=k >= cfg.guess_steps)
+        student.train(was_training)
+        with torch.inference_mode():
+            x = self.space.compose(c.z.detach(), c.base, c.slot)
+            logits = self.teacher_logits(x, c.attn)
+        return PseudoBatch(x.clone(), c.attn, c.slot, c.targets, logits.clone())

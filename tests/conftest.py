@@ -1,0 +1,92 @@
+"""Tiny random models built in-process: fast, and no assets needed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+torch.set_num_threads(2)
+
+WORDS = (
+    "what who where when why how is are the a of in to city river actor name year many much "
+    "good bad great awful film movie plot story fun boring love hate best worst dull bright "
+    "game team win lose market price stock bank vote party law phone chip web"
+).split()
+LABELS = ["neg", "neu", "pos"]
+
+
+def write_tokenizer(folder: Path) -> BertTokenizerFast:
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[unused0]"] + WORDS + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
+    return BertTokenizerFast(vocab={tok: i for i, tok in enumerate(vocab)}, do_lower_case=True)
+
+
+def tiny_config(**kw) -> BertConfig:
+    base = dict(
+        vocab_size=len(WORDS) + 6 + 26,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=len(LABELS),
+        id2label=dict(enumerate(LABELS)),
+        label2id={n: i for i, n in enumerate(LABELS)},
+        initializer_range=0.2,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    base.update(kw)
+    return BertConfig(**base)
+
+
+@pytest.fixture
+def tiny_teacher_dir(tmp_path: Path) -> Path:
+    """A saved 4-layer, hidden-32 BERT classifier with a tokenizer, random weights (seeded)."""
+    torch.manual_seed(0)
+    folder = tmp_path / "teacher"
+    tok = write_tokenizer(folder)
+    model = BertForSequenceClassification(tiny_config())
+    # make the classifier decisive so that confidence can move
+    with torch.no_grad():
+        model.classifier.weight.mul_(5)
+    model.save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def tiny_csv(tmp_path: Path) -> Path:
+    import random
+
+    rng = random.Random(0)
+    rows = ["text,label"]
+    for i in range(60):
+        rows.append(" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9))) + f",{LABELS[i % 3]}")
+    path = tmp_path / "data.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def tiny_distill_config(**kw):
+    from asdfd.config import DistillConfig
+
+    base = dict(
+        student_layers=2,
+        student_steps=6,
+        batch_size=8,
+        pseudo_samples=16,
+        guess_steps=2,
+        min_len=3,
+        max_len=8,
+        heldout_samples=8,
+        replay_size=32,
+        device="cpu",
+    )
+    base.update(kw)
+    return DistillConfig(**base)

@@ -1,0 +1,151 @@
+"""The command line end to end on tiny models: outputs, reports, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from transformers import pipeline
+
+from asdfd.cli import main
+
+
+def _distill_args(teacher, out, *extra):
+    return [
+        "distill",
+        "--teacher",
+        str(teacher),
+        "--output",
+        str(out),
+        "--student-layers",
+        "2",
+        "--steps",
+        "4",
+        "--batch-size",
+        "8",
+        "--pseudo-samples",
+        "16",
+        "--guess-steps",
+        "2",
+        "--min-len",
+        "3",
+        "--max-len",
+        "8",
+        "--heldout-samples",
+        "8",
+        "--replay-size",
+        "32",
+        "--device",
+        "cpu",
+        "--quiet",
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize("method", ["as-dfd", "random-text"])
+def test_distill_writes_a_pipeline_loadable_student(tiny_teacher_dir, tmp_path, method, capsys):
+    out = tmp_path / "student"
+    assert main(_distill_args(tiny_teacher_dir, out, "--method", method)) == 0
+    clf = pipeline("text-classification", model=str(out), device="cpu")
+    pred = clf("what is the best film")[0]
+    assert pred["label"] in {"neg", "neu", "pos"}
+    report = json.loads((out / "distill_report.json").read_text())
+    assert report["config"]["method"] == method and report["real_data_used"] is False
+    assert report["student_layers"] == [1, 3]
+    assert set(report["wall_time_s"]) >= {"load", "synthesis", "student", "heldout"}
+    assert sum(report["synthesis"]["teacher_class_histogram"].values()) == 16
+    assert 0 <= report["heldout_pseudo_agreement"]["agreement"] <= 1
+    assert 0 < report["synthesis"]["teacher_mean_max_prob"] <= 1
+    assert "written to" in capsys.readouterr().out
+
+
+def test_evaluate_json_with_teacher(tiny_teacher_dir, tiny_csv, capsys):
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(tiny_teacher_dir),
+                "--data",
+                str(tiny_csv),
+                "--split",
+                "all",
+                "--teacher",
+                str(tiny_teacher_dir),
+                "--json",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    res = json.loads(capsys.readouterr().out)
+    assert res["n"] == 60 and 0 <= res["accuracy"] <= 1 and 0 <= res["macro_f1"] <= 1
+    assert res["agreement_with_teacher"] == 1.0
+    assert set(res["per_class_accuracy"]) <= {"neg", "neu", "pos"}
+
+
+def test_train_teacher_from_a_csv(tiny_teacher_dir, tiny_csv, tmp_path, capsys):
+    out = tmp_path / "t2"
+    # the tiny teacher folder is a fine "base": its head is replaced to fit the file's labels
+    assert (
+        main(
+            [
+                "train-teacher",
+                "--data",
+                str(tiny_csv),
+                "--output",
+                str(out),
+                "--base",
+                str(tiny_teacher_dir),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--device",
+                "cpu",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert (out / "model.safetensors").is_file() and (out / "teacher_report.json").is_file()
+    assert "test accuracy" in capsys.readouterr().out
+
+
+def _bad_cases(teacher, tmp_path, tiny_csv):
+    not_model = tmp_path / "empty"
+    not_model.mkdir()
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "keep.txt").write_text("user data")
+    return [
+        (["distill", "--teacher", str(tmp_path / "missing"), "--output", str(tmp_path / "o1")], "does not exist"),
+        (["distill", "--teacher", str(not_model), "--output", str(tmp_path / "o2")], "not a model directory"),
+        (_distill_args(teacher, tmp_path / "o3", "--student-layers", "0"), "between 1 and"),
+        (_distill_args(teacher, tmp_path / "o4", "--student-layers", "4"), "between 1 and"),
+        (_distill_args(teacher, full), "not empty"),
+        (_distill_args(teacher, tmp_path / "o5", "--steps", "0"), "student_steps must be"),
+        (_distill_args(teacher, tmp_path / "o6", "--max-len", "100"), "positions"),
+        (_distill_args(teacher, tmp_path / "o7", "--method", "magic"), "unknown method"),
+        (["evaluate", "--model", str(teacher), "--data", str(tmp_path / "nope.csv")], "does not exist"),
+        (["evaluate", "--model", str(teacher), "--data", str(tiny_csv), "--text-column", "body"], "no column 'body'"),
+        (["evaluate", "--model", str(teacher), "--data", "imdb"], "unknown dataset"),
+    ]
+
+
+def test_bad_input_gives_one_line_error_and_exit_2(tiny_teacher_dir, tmp_path, tiny_csv, capsys):
+    for argv, needle in _bad_cases(tiny_teacher_dir, tmp_path, tiny_csv):
+        capsys.readouterr()
+        assert main(argv + ["--quiet"]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("asdfd: error:") and needle in err, (argv, err)
+        assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert (tmp_path / "full" / "keep.txt").read_text() == "user data"
+    assert not any(p.name.startswith("o") for p in tmp_path.iterdir())
+
+
+def test_unknown_labels_are_reported(tiny_teacher_dir, tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "good film", "label": "spam"}\n')
+    assert main(["evaluate", "--model", str(tiny_teacher_dir), "--data", str(data), "--split", "all", "--quiet"]) == 2
+    assert "not among the model's labels" in capsys.readouterr().err

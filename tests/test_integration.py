@@ -1,0 +1,48 @@
+"""A handful of checks on the real packaged assets (MiniLM-L6 and the datasets), tiny budgets."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, pipeline
+
+from asdfd.assets import minilm_path
+from asdfd.config import DistillConfig
+from asdfd.data import BUILTIN, load_dataset
+from asdfd.distiller import distill
+from asdfd.evaluator import evaluate_model
+from asdfd.models import load_tokenizer
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("name,n_labels", [("trec", 6), ("mr", 2), ("bbc", 5)])
+def test_builtin_splits_are_fixed_disjoint_and_stratified(name, n_labels):
+    splits = {s: load_dataset(name, s) for s in ("train", "validation", "test")}
+    assert all(len(d.label_names) == n_labels for d in splits.values())
+    texts = {s: set(d.texts) for s, d in splits.items()}
+    assert not texts["train"] & texts["test"] and not texts["train"] & texts["validation"] and not texts["validation"] & texts["test"]
+    total = sum(len(d) for d in splits.values())
+    assert abs(len(splits["test"]) / total - 0.2) < 0.01
+    assert load_dataset(name, "test").texts == splits["test"].texts  # seeded: the same every time
+    assert name in BUILTIN
+
+
+def test_minilm_teacher_distils_and_loads(tmp_path):
+    labels = load_dataset("trec", "test").label_names
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        minilm_path(), num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)}
+    )
+    teacher_dir = tmp_path / "teacher"
+    model.save_pretrained(teacher_dir)
+    load_tokenizer(minilm_path()).save_pretrained(teacher_dir)
+    cfg = DistillConfig(student_steps=3, batch_size=4, pseudo_samples=8, guess_steps=2, max_len=8, heldout_samples=4, device="cpu")
+    result = distill(teacher_dir, tmp_path / "student", cfg)
+    assert result.report["student_layers"] == [1, 3, 5]
+    clf = pipeline("text-classification", model=str(tmp_path / "student"), device="cpu")
+    assert clf("Who wrote Hamlet ?")[0]["label"] in labels
+    test = load_dataset("trec", "test")
+    test.texts, test.labels = test.texts[:40], test.labels[:40]
+    res = evaluate_model(result.student, result.tokenizer, test, teacher=model.eval())
+    assert res["n"] == 40 and 0 <= res["agreement_with_teacher"] <= 1

@@ -1,0 +1,121 @@
+"""The method's moving parts on tiny random models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from asdfd.losses import hidden_loss, kd_loss
+from asdfd.models import TokenSpace, build_student, evenly_spaced_layers, load_teacher, load_tokenizer
+from asdfd.synthesizers import ASDFD, RandomText
+from asdfd.synthesizers.base import ReplayPool
+
+from .conftest import tiny_distill_config
+
+
+def _setup(teacher_dir, **kw):
+    cfg = tiny_distill_config(**kw).validate()
+    teacher = load_teacher(teacher_dir)
+    space = TokenSpace.from_teacher(teacher, load_tokenizer(teacher_dir))
+    student = build_student(teacher, evenly_spaced_layers(4, 2))
+    return cfg, teacher, space, student
+
+
+def test_guessing_raises_teacher_confidence(tiny_teacher_dir):
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, guess_lr=0.05, ss_task="none")
+
+    def mean_target_prob(k: int) -> float:
+        cfg.guess_steps = k
+        synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(1))
+        batch = synth.craft(64, student)
+        return float(batch.teacher_logits.softmax(-1).gather(1, batch.targets[:, None]).mean())
+
+    p0, p5, p20 = mean_target_prob(0), mean_target_prob(5), mean_target_prob(20)
+    assert p0 < p5 < p20, (p0, p5, p20)
+    assert p20 > p0 + 0.2
+
+
+@pytest.mark.parametrize("task", ["replaced", "shuffle"])
+def test_adversarial_step_raises_student_selfsup_loss(tiny_teacher_dir, task):
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, ss_task=task, lambda_adv=50.0, guess_lr=0.05, lambda_norm=0.0)
+    student.eval()
+    synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(2))
+    c = synth.start(64)
+
+    def ss_loss() -> float:  # the same corruption every time: only z differs
+        x = space.compose(c.z.detach(), c.base, c.slot)
+        with torch.no_grad():
+            return float(synth.task.loss(student, x, c.slot, c.attn, torch.Generator().manual_seed(7)))
+
+    before = ss_loss()
+    for _ in range(3):
+        synth.step(c, student, adversarial=True)
+    after = ss_loss()
+    assert after > before, (before, after)
+
+
+def test_student_copies_teacher_layers(tiny_teacher_dir):
+    teacher = load_teacher(tiny_teacher_dir)
+    layers = [0, 3]
+    student = build_student(teacher, layers)
+    t, s = teacher.state_dict(), student.state_dict()
+    for j, i in enumerate(layers):
+        prefix_s, prefix_t = f"bert.encoder.layer.{j}.", f"bert.encoder.layer.{i}."
+        keys = [k for k in s if k.startswith(prefix_s)]
+        assert keys
+        for k in keys:
+            assert torch.equal(s[k], t[prefix_t + k[len(prefix_s) :]]), k
+    for k in ("bert.embeddings.word_embeddings.weight", "bert.pooler.dense.weight", "classifier.weight"):
+        assert torch.equal(s[k], t[k])
+    assert student.config.num_hidden_layers == 2
+    assert not student.get_input_embeddings().weight.requires_grad
+
+
+def test_evenly_spaced_layers():
+    assert evenly_spaced_layers(6, 3) == [1, 3, 5]
+    assert evenly_spaced_layers(12, 4) == [2, 5, 8, 11]
+    assert evenly_spaced_layers(12, 6) == [1, 3, 5, 7, 9, 11]
+
+
+def test_kd_loss_zero_for_identical_logits_and_positive_otherwise():
+    logits = torch.randn(5, 4)
+    assert abs(float(kd_loss(logits, logits.clone(), 2.0))) < 1e-6
+    assert float(kd_loss(logits, torch.randn(5, 4), 2.0)) > 0
+
+
+def test_hidden_loss_zero_when_copied_layers_match():
+    h_t = tuple(torch.randn(2, 5, 8) for _ in range(5))  # embeddings + 4 layers
+    layers = [1, 3]
+    h_s = (h_t[0], h_t[2], h_t[4])
+    mask = torch.ones(2, 5)
+    assert float(hidden_loss(h_s, h_t, layers, mask)) < 1e-9
+    assert float(hidden_loss((h_t[0], h_t[1], h_t[2]), h_t, layers, mask)) > 0
+
+
+def test_frame_places_special_tokens_and_mask(tiny_teacher_dir):
+    teacher = load_teacher(tiny_teacher_dir)
+    space = TokenSpace.from_teacher(teacher, load_tokenizer(tiny_teacher_dir))
+    base, slot, attn = space.frame(torch.tensor([2, 4]), max_len=4)
+    E = space.embeddings
+    assert torch.equal(base[0, 0], E[space.cls_id]) and torch.equal(base[0, 3], E[space.sep_id])
+    assert torch.equal(base[0, 4], E[space.pad_id]) and torch.equal(base[1, 5], E[space.sep_id])
+    assert slot[0].tolist() == [False, True, True, False, False, False]
+    assert attn[0].tolist() == [1, 1, 1, 1, 0, 0] and attn[1].tolist() == [1] * 6
+    z = torch.randn(2, 4, E.shape[1])
+    x = space.compose(z, base, slot)
+    assert torch.equal(x[0, 1:3], z[0, :2]) and torch.equal(x[1, 1:5], z[1])
+    # ordinary ids exclude specials and [unusedN]
+    assert not set(space.ordinary.tolist()) & {0, 1, 2, 3, 4, 5}
+
+
+def test_replay_pool_is_bounded_fifo(tiny_teacher_dir):
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, replay_size=16)
+    synth = RandomText(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    for _ in range(5):
+        synth.synthesize(student)  # 5 x 8 samples into a pool of 16
+    assert synth.pool.size == 16 and synth.n_crafted == 40
+    assert len(synth.sample(10)) == 10
+    pool = ReplayPool(4, torch.Generator().manual_seed(0))
+    b = synth.craft(4, student)
+    pool.add(b)
+    assert torch.equal(pool.store.embeds, b.embeds)

@@ -24,19 +24,14 @@ DISTILL_HELP = {
 }
 
 
-def _add_config_flags(p: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
+def _add_config_flags(p: argparse.ArgumentParser, cls) -> None:
     """One ``--kebab-name`` flag per dataclass field; unset flags keep the dataclass default."""
     for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
         default = f.default
         kind = str if f.name == "student_layers" else type(default)
         flag = "--" + f.name.replace("_", "-")
         help_ = DISTILL_HELP.get(f.name, "") + f" (default: {default})"
-        if kind is bool:
-            p.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=None, help=help_)
-        else:
-            p.add_argument(flag, type=kind, default=None, help=help_)
+        p.add_argument(flag, type=kind, default=None, help=help_)
     if cls is DistillConfig:
         p.add_argument("--steps", dest="student_steps", type=int, default=None, help="alias of --student-steps")
 
@@ -90,8 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="asdfd-demo", help="folder for the demo's student and report")
     p.add_argument("--cache-dir", default=None, help="where trained teachers are cached (default: ~/.cache/asdfd)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
-    _add_config_flags(p, DistillConfig, skip=("device",))
-    p.add_argument("--device", default=None, help="auto | cpu | cuda")
+    _add_config_flags(p, DistillConfig)
     _common(p)
 
     sub.add_parser("methods", help="list the pseudo-sample methods")
@@ -174,8 +168,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .demo import run_demo
 
         cfg = _config_from_args(DistillConfig, args)
-        if args.device:
-            cfg.device = args.device
         run_demo(args.data, Path(args.output), cfg, cache_dir=args.cache_dir, overwrite=args.overwrite)
         return 0
     raise AssertionError(args.command)

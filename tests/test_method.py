@@ -119,3 +119,43 @@ def test_replay_pool_is_bounded_fifo(tiny_teacher_dir):
     b = synth.craft(4, student)
     pool.add(b)
     assert torch.equal(pool.store.embeds, b.embeds)
+
+
+def test_shuffle_task_permutes_only_pseudo_tokens_of_shuffled_samples(tiny_teacher_dir):
+    from asdfd.selfsup import ShuffleDetection
+
+    cfg, teacher, space, student = _setup(tiny_teacher_dir)
+    base, slot, attn = space.frame(torch.tensor([3, 6, 8, 5]), max_len=8)
+    z = torch.randn(4, 8, space.embeddings.shape[1])
+    x = space.compose(z, base, slot)
+    seen = {}
+
+    def fake_hidden(model, embeds, mask):
+        seen["x"] = embeds
+        return torch.zeros(embeds.shape[0], embeds.shape[1], 32)
+
+    import asdfd.selfsup as ss
+
+    orig, ss.last_hidden = ss.last_hidden, fake_hidden
+    try:
+        ShuffleDetection(32, space, 0.15).loss(student, x, slot, attn, torch.Generator().manual_seed(3))
+    finally:
+        ss.last_hidden = orig
+    mixed = seen["x"]
+    assert torch.equal(mixed[~slot], x[~slot])  # CLS, SEP and padding never move
+    for i in range(4):  # each sample's pseudo tokens are a permutation of its own
+        a, b = x[i][slot[i]], mixed[i][slot[i]]
+        assert torch.allclose(a.sum(0), b.sum(0), atol=1e-5) and {tuple(r.tolist()) for r in a} == {tuple(r.tolist()) for r in b}
+
+
+def test_distiller_never_reads_real_data(tiny_teacher_dir, monkeypatch):
+    import asdfd.data
+    from asdfd.distiller import distill
+
+    def forbidden(*a, **k):
+        raise AssertionError("the distiller read real data")
+
+    monkeypatch.setattr(asdfd.data, "load_dataset", forbidden)
+    monkeypatch.setattr(asdfd.data, "_read_file", forbidden)
+    result = distill(tiny_teacher_dir, None, tiny_distill_config())
+    assert result.report["real_data_used"] is False

@@ -14,13 +14,37 @@ from .config import DistillConfig, TeacherConfig
 from .errors import UserError
 
 # one-line help for each DistillConfig field that becomes a flag
-DISTILL_HELP = {
+CONFIG_HELP = {
     "method": "how pseudo samples are made (see `asdfd methods`)",
     "student_layers": "number of student layers (evenly spaced) or comma-separated teacher layer indices",
+    "seed": "seed for every random choice",
+    "device": "auto | cpu | cuda",
     "student_steps": "student optimiser steps",
-    "batch_size": "pseudo samples per student step and per crafted batch",
+    "batch_size": "samples per optimiser step (distill: also per crafted batch)",
     "pseudo_samples": "pseudo samples crafted in total over the run",
+    "heldout_samples": "fresh pseudo samples for the teacher-student agreement check",
+    "min_len": "shortest pseudo sample, in tokens between [CLS] and [SEP]",
+    "max_len": "longest pseudo sample, in tokens between [CLS] and [SEP]",
     "guess_steps": "K: embedding-guessing steps per crafted batch",
+    "guess_lr": "Adam learning rate of the pseudo embeddings",
+    "init_noise": "Gaussian noise on the random-token init, relative to the embeddings' std",
+    "lambda_norm": "weight of the penalty keeping pseudo-token norms in the real embeddings' range",
+    "confidence_stop": "a pseudo sample stops moving once the teacher gives its target this probability",
+    "ss_task": "self-supervised task: replaced | shuffle | none",
+    "ss_ratio": "fraction of pseudo tokens the replaced-token task corrupts",
+    "adv_steps": "adversarial steps per crafted batch (raise the student's self-supervised loss)",
+    "lambda_adv": "weight of the self-supervised loss in the adversarial steps",
+    "lambda_ss": "weight of the self-supervised loss in the student objective",
+    "lr": "learning rate (AdamW, linear warm-up and decay)",
+    "warmup": "fraction of steps spent warming up the learning rate",
+    "weight_decay": "AdamW weight decay",
+    "temperature": "KD temperature",
+    "lambda_hidden": "weight of hidden-state KD between copied layers (0: logits only)",
+    "replay_size": "replay pool capacity, in samples",
+    "grad_clip": "gradient-norm clipping",
+    "base": "base encoder folder (default: the packaged MiniLM-L6)",
+    "epochs": "training epochs (the best on validation is kept)",
+    "max_length": "token limit per text (0: the dataset's default)",
 }
 
 
@@ -30,7 +54,7 @@ def _add_config_flags(p: argparse.ArgumentParser, cls) -> None:
         default = f.default
         kind = str if f.name == "student_layers" else type(default)
         flag = "--" + f.name.replace("_", "-")
-        help_ = DISTILL_HELP.get(f.name, "") + f" (default: {default})"
+        help_ = CONFIG_HELP.get(f.name, "") + f" (default: {default})"
         p.add_argument(flag, type=kind, default=None, help=help_)
     if cls is DistillConfig:
         p.add_argument("--steps", dest="student_steps", type=int, default=None, help="alias of --student-steps")

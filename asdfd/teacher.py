@@ -86,7 +86,6 @@ def train_teacher(
     }
     if test is not None:
         report["test_accuracy"] = evaluate_model(model, tokenizer, test, desc="test")["accuracy"]
-    model.config.asdfd_max_length = max_length
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

@@ -84,14 +84,6 @@ class DistillConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DistillConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise UserError(f"unknown config key(s): {', '.join(unknown)}")
-        return cls(**d)
-
 
 @dataclass
 class TeacherConfig:

@@ -174,14 +174,3 @@ class TokenSpace:
         """Place pseudo tokens ``z`` (B, max_len, d) into the frame; differentiable in ``z``."""
         z_full = torch.nn.functional.pad(z, (0, 0, 1, 1))
         return torch.where(slot.unsqueeze(-1), z_full, base)
-
-    def nearest_tokens(self, z: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-        """Ids of the vocabulary embeddings nearest (cosine) to each vector in ``z`` (..., d)."""
-        flat = torch.nn.functional.normalize(z.reshape(-1, z.shape[-1]), dim=-1)
-        E = torch.nn.functional.normalize(self.embeddings, dim=-1)
-        allowed = torch.full((self.vocab_size,), float("-inf"))
-        allowed[self.ordinary] = 0.0
-        out = []
-        for i in range(0, flat.shape[0], chunk):
-            out.append((flat[i : i + chunk] @ E.T + allowed).argmax(-1))
-        return torch.cat(out).reshape(z.shape[:-1])

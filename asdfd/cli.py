@@ -13,7 +13,7 @@ from . import runtime
 from .config import DistillConfig, TeacherConfig
 from .errors import UserError
 
-# one-line help for each DistillConfig field that becomes a flag
+# one-line help for each DistillConfig / TeacherConfig field that becomes a flag
 CONFIG_HELP = {
     "method": "how pseudo samples are made (see `asdfd methods`)",
     "student_layers": "number of student layers (evenly spaced) or comma-separated teacher layer indices",

@@ -121,8 +121,8 @@ def test_replay_pool_is_bounded_fifo(tiny_teacher_dir):
     assert torch.equal(pool.store.embeds, b.embeds)
 
 
-def test_shuffle_task_permutes_only_pseudo_tokens_of_shuffled_samples(tiny_teacher_dir):
-    from asdfd.selfsup import ShuffleDetection
+def test_shuffle_task_permutes_only_pseudo_tokens_of_shuffled_samples(tiny_teacher_dir, monkeypatch):
+    import asdfd.selfsup as ss
 
     cfg, teacher, space, student = _setup(tiny_teacher_dir)
     base, slot, attn = space.frame(torch.tensor([3, 6, 8, 5]), max_len=8)
@@ -134,13 +134,8 @@ def test_shuffle_task_permutes_only_pseudo_tokens_of_shuffled_samples(tiny_teach
         seen["x"] = embeds
         return torch.zeros(embeds.shape[0], embeds.shape[1], 32)
 
-    import asdfd.selfsup as ss
-
-    orig, ss.last_hidden = ss.last_hidden, fake_hidden
-    try:
-        ShuffleDetection(32, space, 0.15).loss(student, x, slot, attn, torch.Generator().manual_seed(3))
-    finally:
-        ss.last_hidden = orig
+    monkeypatch.setattr(ss, "last_hidden", fake_hidden)
+    ss.ShuffleDetection(32, space, 0.15).loss(student, x, slot, attn, torch.Generator().manual_seed(3))
     mixed = seen["x"]
     assert torch.equal(mixed[~slot], x[~slot])  # CLS, SEP and padding never move
     for i in range(4):  # each sample's pseudo tokens are a permutation of its own

@@ -154,3 +154,10 @@ def test_distiller_never_reads_real_data(tiny_teacher_dir, monkeypatch):
     monkeypatch.setattr(asdfd.data, "_read_file", forbidden)
     result = distill(tiny_teacher_dir, None, tiny_distill_config())
     assert result.report["real_data_used"] is False
+
+
+def test_tiny_batches_distil(tiny_teacher_dir):
+    from asdfd.distiller import distill
+
+    result = distill(tiny_teacher_dir, None, tiny_distill_config(batch_size=2, replay_size=8, pseudo_samples=4))
+    assert result.report["synthesis"]["pseudo_samples"] == 4

@@ -59,7 +59,7 @@ class ASDFD(Synthesizer):
         student need far fewer examples for it than the KD terms, and it costs a full student pass."""
         if self.task is None or self.cfg.lambda_ss == 0:
             return None
-        sub = batch.index(torch.arange(max(4, len(batch) // 4)))
+        sub = batch.index(torch.arange(min(len(batch), max(4, len(batch) // 4))))
         return self.cfg.lambda_ss * self.task.loss(student, sub.embeds, sub.slot, sub.attention_mask, self.generator)
 
     def start(self, n: int) -> Crafting:

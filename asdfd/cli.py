@@ -30,6 +30,12 @@ CONFIG_HELP = {
     "init_noise": "Gaussian noise on the random-token init, relative to the embeddings' std",
     "lambda_norm": "weight of the penalty keeping pseudo-token norms in the real embeddings' range",
     "confidence_stop": "a pseudo sample stops moving once the teacher gives its target this probability",
+    "trajectory": "also keep the samples of every guessing step (from the random start on) in the replay pool",
+    "generator_steps": "generator updates per crafted batch (modified-zskt, modified-dafl)",
+    "generator_lr": "Adam learning rate of the generator (modified-zskt, modified-dafl)",
+    "data": "real-kd/finetune only: trec | mr | bbc or a .csv/.jsonl file whose train split is used",
+    "text_column": "real-kd/finetune only: text column of a data file",
+    "label_column": "real-kd/finetune only: label column of a data file",
     "ss_task": "self-supervised task: replaced | shuffle | none",
     "ss_ratio": "fraction of pseudo tokens the replaced-token task corrupts",
     "adv_steps": "adversarial steps per crafted batch (raise the student's self-supervised loss)",
@@ -41,6 +47,8 @@ CONFIG_HELP = {
     "temperature": "KD temperature",
     "lambda_hidden": "weight of hidden-state KD between copied layers (0: logits only)",
     "replay_size": "replay pool capacity, in samples",
+    "replay_hardness": "k > 1: each student batch is the part of k batches of pool draws the student matches worst",
+    "mix": "fraction of each student batch replaced by token-level mixtures of two pool samples",
     "grad_clip": "gradient-norm clipping",
     "base": "base encoder folder (default: the packaged MiniLM-L6)",
     "epochs": "training epochs (the best on validation is kept)",
@@ -48,11 +56,25 @@ CONFIG_HELP = {
 }
 
 
-def _add_config_flags(p: argparse.ArgumentParser, cls) -> None:
+def _parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
+
+
+DATA_FIELDS = ("data", "text_column", "label_column")
+
+
+def _add_config_flags(p: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
     """One ``--kebab-name`` flag per dataclass field; unset flags keep the dataclass default."""
     for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
         default = f.default
-        kind = str if f.name == "student_layers" else type(default)
+        kind = str if f.name == "student_layers" else _parse_bool if isinstance(default, bool) else type(default)
         flag = "--" + f.name.replace("_", "-")
         help_ = CONFIG_HELP.get(f.name, "") + f" (default: {default})"
         p.add_argument(flag, type=kind, default=None, help=help_)
@@ -109,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="asdfd-demo", help="folder for the demo's student and report")
     p.add_argument("--cache-dir", default=None, help="where trained teachers are cached (default: ~/.cache/asdfd)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
-    _add_config_flags(p, DistillConfig)
+    _add_config_flags(p, DistillConfig, skip=DATA_FIELDS)
     _common(p)
 
     sub.add_parser("methods", help="list the pseudo-sample methods")
@@ -190,8 +212,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "demo":
         from .demo import run_demo
+        from .synthesizers import REGISTRY
 
-        cfg = _config_from_args(DistillConfig, args)
+        method = args.method or DistillConfig.method
+        # the demo's --data names the evaluation dataset; only real-data references distil on it
+        keep = REGISTRY[method].needs_data if method in REGISTRY else False
+        cfg = _config_from_args(DistillConfig, argparse.Namespace(**{**vars(args), "data": args.data if keep else None}))
         run_demo(args.data, Path(args.output), cfg, cache_dir=args.cache_dir, overwrite=args.overwrite)
         return 0
     raise AssertionError(args.command)

@@ -39,6 +39,16 @@ class DistillConfig:
     init_noise: float = 0.0  # std of Gaussian noise added to the random-token init, relative to E's std
     lambda_norm: float = 1.0  # keep token vector norms inside the [5%, 95%] range of real word embeddings
     confidence_stop: float = 1.0  # a sample stops moving once teacher p(target) >= this (1.0: never)
+    trajectory: bool = False  # also pool the samples of every guessing step, from the random start on
+
+    # generator baselines (modified-zskt, modified-dafl)
+    generator_steps: int = 5  # generator updates per crafted batch (AS-DFD spends K + adv_steps passes)
+    generator_lr: float = 1e-3
+
+    # data-driven references (real-kd, finetune): the only methods that read real text
+    data: str = ""  # trec | mr | bbc or a .csv/.jsonl file; its train split is used
+    text_column: str = "text"
+    label_column: str = "label"
 
     # stage 2: adversarial self-supervision
     ss_task: str = "replaced"  # replaced | shuffle | none
@@ -54,6 +64,8 @@ class DistillConfig:
     temperature: float = 2.0
     lambda_hidden: float = 1.0  # hidden-state MSE between copied layers (0: logits only)
     replay_size: int = 4096
+    replay_hardness: int = 1  # >1: train on the batch the student matches worst among this many times as many draws
+    mix: float = 0.0  # fraction of each student batch replaced by token-level mixtures of two pool samples
     grad_clip: float = 1.0
 
     def validate(self) -> DistillConfig:
@@ -61,10 +73,14 @@ class DistillConfig:
 
         if self.method not in available():
             raise UserError(f"unknown method '{self.method}'; choose one of {', '.join(available())}")
-        for name in ("student_steps", "batch_size", "pseudo_samples", "min_len", "max_len", "replay_size"):
+        for name in ("student_steps", "batch_size", "pseudo_samples", "min_len", "max_len", "replay_size", "replay_hardness"):
             if getattr(self, name) <= 0:
                 raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}; pass a value >= 1")
-        for name in ("guess_steps", "adv_steps", "heldout_samples"):
+        from .synthesizers import REGISTRY
+
+        if REGISTRY[self.method].needs_data and not self.data:
+            raise UserError(f"method '{self.method}' distils on real text; pass --data trec|mr|bbc or a .csv/.jsonl file")
+        for name in ("guess_steps", "adv_steps", "heldout_samples", "generator_steps"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.replay_size < self.batch_size:
@@ -73,6 +89,10 @@ class DistillConfig:
             raise UserError(f"min_len {self.min_len} is larger than max_len {self.max_len}; pass min_len <= max_len")
         if self.ss_task not in ("replaced", "shuffle", "none"):
             raise UserError(f"unknown ss_task '{self.ss_task}'; choose replaced, shuffle or none")
+        if self.generator_lr <= 0:
+            raise UserError(f"generator_lr must be > 0, got {self.generator_lr}")
+        if not 0.0 <= self.mix <= 1.0:
+            raise UserError(f"mix must be in [0, 1], got {self.mix}")
         if self.temperature <= 0:
             raise UserError(f"temperature must be > 0, got {self.temperature}")
         if not 0.0 < self.ss_ratio < 1.0:

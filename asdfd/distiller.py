@@ -1,4 +1,5 @@
-"""The distillation loop shared by every method: it never reads real data.
+"""The distillation loop shared by every method: it never reads real data (only the ``real-kd``
+and ``finetune`` reference synthesizers do, by definition).
 
 Per student step: if the schedule says so, the synthesizer crafts a fresh batch (adapted to the
 student as it is now) into its replay pool; a batch is drawn from the pool; the frozen teacher
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +85,8 @@ class Distiller:
         return opt, sched
 
     def _student_step(self, batch, opt, sched) -> dict[str, float]:
+        if self.synth.hard_labels:
+            return self._gold_step(batch, opt, sched)
         cfg = self.cfg
         use_hidden = cfg.lambda_hidden > 0
         if use_hidden:
@@ -104,14 +108,26 @@ class Distiller:
         if l_syn is not None:
             loss = loss + l_syn
             logs["ss"] = l_syn.item()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.grad_clip)
-        opt.step()
-        sched.step()
+        self._update(loss, opt, sched)
         return logs
 
-    def run(self) -> DistillResult:
+    def _gold_step(self, batch, opt, sched) -> dict[str, float]:
+        """The ``finetune`` reference: cross-entropy on gold labels, no teacher."""
+        logits = self.student(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask).logits
+        loss = torch.nn.functional.cross_entropy(logits, batch.targets)
+        self._update(loss, opt, sched)
+        return {"ce": loss.item()}
+
+    def _update(self, loss: torch.Tensor, opt, sched) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], self.cfg.grad_clip)
+        opt.step()
+        sched.step()
+
+    def run(self, on_step: Callable[[int, PreTrainedModel], None] | None = None) -> DistillResult:
+        """Distil; ``on_step(steps_done, student)`` is called after every student step (for
+        learning curves); it may switch the student to eval mode, training mode is restored."""
         cfg = self.cfg
         opt, sched = self._optimizer()
         rounds = math.ceil(cfg.pseudo_samples / cfg.batch_size)
@@ -126,12 +142,15 @@ class Distiller:
                 self.synth.synthesize(self.student)
                 crafted += 1
             t1 = time.perf_counter()
-            logs = self._student_step(self.synth.sample(cfg.batch_size), opt, sched)
+            logs = self._student_step(self.synth.sample(cfg.batch_size, self.student), opt, sched)
             t2 = time.perf_counter()
             self.times["synthesis"] += t1 - t0
             self.times["student"] += t2 - t1
             if step % 20 == 0:
                 bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()})
+            if on_step is not None:
+                on_step(step + 1, self.student)
+                self.student.train()
         t0 = time.perf_counter()
         agreement = self.heldout_agreement()
         self.times["heldout"] = time.perf_counter() - t0
@@ -146,14 +165,14 @@ class Distiller:
             "synthesis": self.synth.stats(),
             "heldout_pseudo_agreement": agreement,
             "final_losses": logs,
-            "real_data_used": False,
+            "real_data_used": self.synth.needs_data,
         }
         return DistillResult(self.student, self.tokenizer, report)
 
     def heldout_agreement(self) -> dict:
         """Teacher-student argmax agreement on fresh pseudo samples the student never trained on."""
         n = self.cfg.heldout_samples
-        if n == 0:
+        if n == 0 or self.synth.needs_data:
             return {"samples": 0, "agreement": None}
         agree = total = 0
         self.student.eval()

@@ -129,6 +129,7 @@ class TokenSpace:
     pad_id: int
     ordinary: torch.Tensor  # (n,) ids of ordinary word pieces: no special, [unusedN] or <...> slots
     max_positions: int
+    tokenizer: object = None  # the teacher's tokenizer (the data-driven references tokenize real text)
 
     @classmethod
     def from_teacher(cls, teacher: PreTrainedModel, tokenizer) -> TokenSpace:
@@ -143,7 +144,7 @@ class TokenSpace:
         special = set(tokenizer.all_special_ids)
         vocab = tokenizer.get_vocab()
         ordinary = sorted(i for tok, i in vocab.items() if i < E.shape[0] and i not in special and not re.fullmatch(r"\[.*\]|<.*>", tok))
-        return cls(E, int(cls_id), int(sep_id), int(pad_id), torch.tensor(ordinary, dtype=torch.long), max_pos)
+        return cls(E, int(cls_id), int(sep_id), int(pad_id), torch.tensor(ordinary, dtype=torch.long), max_pos, tokenizer)
 
     @property
     def vocab_size(self) -> int:

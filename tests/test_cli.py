@@ -42,10 +42,15 @@ def _distill_args(teacher, out, *extra):
     ]
 
 
-@pytest.mark.parametrize("method", ["as-dfd", "random-text"])
+@pytest.mark.parametrize(
+    "method",
+    [["as-dfd"], ["as-dfd", "--trajectory", "true"], ["random-text"], ["modified-zskt"], ["modified-dafl"]],
+    ids=lambda m: "-".join(m),
+)
 def test_distill_writes_a_pipeline_loadable_student(tiny_teacher_dir, tmp_path, method, capsys):
     out = tmp_path / "student"
-    assert main(_distill_args(tiny_teacher_dir, out, "--method", method)) == 0
+    assert main(_distill_args(tiny_teacher_dir, out, "--method", *method)) == 0
+    method, trajectory = method[0], len(method) > 1
     clf = pipeline("text-classification", model=str(out), device="cpu")
     pred = clf("what is the best film")[0]
     assert pred["label"] in {"neg", "neu", "pos"}
@@ -53,10 +58,24 @@ def test_distill_writes_a_pipeline_loadable_student(tiny_teacher_dir, tmp_path, 
     assert report["config"]["method"] == method and report["real_data_used"] is False
     assert report["student_layers"] == [1, 3]
     assert set(report["wall_time_s"]) >= {"load", "synthesis", "student", "heldout"}
-    assert sum(report["synthesis"]["teacher_class_histogram"].values()) == 16
+    # with the trajectory, every guessing step's samples (K=2, 1 adversarial, final) are kept
+    assert sum(report["synthesis"]["teacher_class_histogram"].values()) == (16 * 4 if trajectory else 16)
     assert 0 <= report["heldout_pseudo_agreement"]["agreement"] <= 1
     assert 0 < report["synthesis"]["teacher_mean_max_prob"] <= 1
     assert "written to" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("method", ["real-kd", "finetune"])
+def test_real_data_references_read_the_train_split(tiny_teacher_dir, tiny_csv, tmp_path, method, capsys):
+    out = tmp_path / "student"
+    assert main(_distill_args(tiny_teacher_dir, out, "--method", method, "--data", str(tiny_csv))) == 0
+    report = json.loads((out / "distill_report.json").read_text())
+    assert report["real_data_used"] is True and report["config"]["data"] == str(tiny_csv)
+    # 60 rows -> 42 in the train split; 4 steps x 8 samples = 32 seen, no pseudo-sample check
+    assert report["synthesis"]["real_train_texts"] == 42 and report["synthesis"]["real_samples_seen"] == 32
+    assert report["heldout_pseudo_agreement"]["agreement"] is None
+    assert ("ce" in report["final_losses"]) == (method == "finetune")
+    assert pipeline("text-classification", model=str(out), device="cpu")("good film")[0]["label"] in {"neg", "neu", "pos"}
 
 
 def test_evaluate_json_with_teacher(tiny_teacher_dir, tiny_csv, capsys):
@@ -127,6 +146,9 @@ def _bad_cases(teacher, tmp_path, tiny_csv):
         (_distill_args(teacher, tmp_path / "o5", "--steps", "0"), "student_steps must be"),
         (_distill_args(teacher, tmp_path / "o6", "--max-len", "100"), "positions"),
         (_distill_args(teacher, tmp_path / "o7", "--method", "magic"), "unknown method"),
+        (_distill_args(teacher, tmp_path / "o8", "--method", "real-kd"), "pass --data"),
+        (_distill_args(teacher, tmp_path / "o9", "--method", "finetune", "--data", str(tmp_path / "no.csv")), "does not exist"),
+        (_distill_args(teacher, tmp_path / "o10", "--method", "modified-dafl", "--generator-steps", "-1"), "generator_steps must be"),
         (["evaluate", "--model", str(teacher), "--data", str(tmp_path / "nope.csv")], "does not exist"),
         (["evaluate", "--model", str(teacher), "--data", str(tiny_csv), "--text-column", "body"], "no column 'body'"),
         (["evaluate", "--model", str(teacher), "--data", "imdb"], "unknown dataset"),

@@ -143,8 +143,10 @@ def test_shuffle_task_permutes_only_pseudo_tokens_of_shuffled_samples(tiny_teach
         assert torch.allclose(a.sum(0), b.sum(0), atol=1e-5) and {tuple(r.tolist()) for r in a} == {tuple(r.tolist()) for r in b}
 
 
-def test_distiller_never_reads_real_data(tiny_teacher_dir, monkeypatch):
+@pytest.mark.parametrize("method", ["as-dfd", "random-text", "modified-zskt", "modified-dafl"])
+def test_data_free_methods_never_read_real_data(tiny_teacher_dir, monkeypatch, method):
     import asdfd.data
+    import asdfd.synthesizers.real_kd
     from asdfd.distiller import distill
 
     def forbidden(*a, **k):
@@ -152,7 +154,8 @@ def test_distiller_never_reads_real_data(tiny_teacher_dir, monkeypatch):
 
     monkeypatch.setattr(asdfd.data, "load_dataset", forbidden)
     monkeypatch.setattr(asdfd.data, "_read_file", forbidden)
-    result = distill(tiny_teacher_dir, None, tiny_distill_config())
+    monkeypatch.setattr(asdfd.synthesizers.real_kd, "load_dataset", forbidden)
+    result = distill(tiny_teacher_dir, None, tiny_distill_config(method=method, data="trec"))
     assert result.report["real_data_used"] is False
 
 
@@ -161,3 +164,95 @@ def test_tiny_batches_distil(tiny_teacher_dir):
 
     result = distill(tiny_teacher_dir, None, tiny_distill_config(batch_size=2, replay_size=8, pseudo_samples=4))
     assert result.report["synthesis"]["pseudo_samples"] == 4
+
+
+def test_trajectory_keeps_the_random_start_and_every_step(tiny_teacher_dir):
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, trajectory=True, guess_steps=3, adv_steps=1)
+    synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    batch = synth.craft(4, student)
+    assert len(batch) == 4 * (3 + 1 + 1)
+    start = batch.embeds[:4][batch.slot[:4]]
+    # the first slice is the random-token start: every pseudo token is a row of E
+    assert torch.cdist(start, space.embeddings, compute_mode="donot_use_mm_for_euclid_dist").min(-1).values.max() < 1e-5
+    # the teacher logits stored with each slice are the teacher's on that slice
+    with torch.inference_mode():
+        again = teacher(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask).logits
+    assert torch.allclose(again, batch.teacher_logits, atol=1e-4)
+    # later slices moved away from the start
+    assert not torch.allclose(batch.embeds[4:8], batch.embeds[:4])
+
+
+def test_zskt_generator_raises_teacher_student_divergence(tiny_teacher_dir):
+    from asdfd.synthesizers import ModifiedZSKT
+
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, generator_steps=30, generator_lr=1e-3)
+    synth = ModifiedZSKT(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+
+    def divergence() -> float:  # on the same noise and lengths each time
+        synth.generator = torch.Generator().manual_seed(1)
+        x, _, attn = synth._generate(32)
+        with torch.no_grad():
+            return -synth.generator_loss(x, attn, student).item()
+
+    before = divergence()
+    synth.generator = torch.Generator().manual_seed(0)
+    synth.craft(8, student)
+    assert divergence() > before
+
+
+def test_dafl_generator_lowers_its_loss(tiny_teacher_dir):
+    from asdfd.synthesizers import ModifiedDAFL
+
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, generator_steps=30, generator_lr=1e-3)
+    synth = ModifiedDAFL(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+
+    def loss() -> float:
+        synth.generator = torch.Generator().manual_seed(1)
+        x, _, attn = synth._generate(32)
+        with torch.no_grad():
+            return synth.generator_loss(x, attn, student).item()
+
+    before = loss()
+    synth.generator = torch.Generator().manual_seed(0)
+    synth.craft(8, student)
+    assert loss() < before
+
+
+def test_splice_mixes_tokens_of_two_pool_samples_and_relabels(tiny_teacher_dir):
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, mix=0.5)
+    synth = RandomText(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    for _ in range(4):
+        synth.synthesize(student)
+    batch = synth.sample(8)
+    assert len(batch) == 8 and (batch.targets[:4] == -1).all()
+    pool_tokens = {tuple(r.tolist()) for r in synth.pool.store.embeds[synth.pool.store.slot]}
+    mixed = batch.embeds[:4][batch.slot[:4]]
+    assert all(tuple(r.tolist()) in pool_tokens for r in mixed)  # tokens come from the pool
+    whole = [torch.equal(x, y) for x in batch.embeds[:4] for y in synth.pool.store.embeds]
+    assert sum(whole) < 4  # but at least one sample is a new combination of them
+    with torch.inference_mode():
+        again = teacher(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask).logits
+    assert torch.allclose(again, batch.teacher_logits, atol=1e-4)
+    # and the student can train on them
+    student(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask).logits.sum().backward()
+
+
+def test_hard_replay_keeps_the_samples_the_student_matches_worst(tiny_teacher_dir):
+    from asdfd.losses import kd_loss
+
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, replay_hardness=4)
+    synth = RandomText(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    for _ in range(4):
+        synth.synthesize(student)
+    student.eval()
+
+    def per_sample_kl(b):
+        with torch.no_grad():
+            s = student(inputs_embeds=b.embeds, attention_mask=b.attention_mask).logits
+        return torch.stack([kd_loss(s[i : i + 1], b.teacher_logits[i : i + 1], cfg.temperature) for i in range(len(b))])
+
+    hard = synth.sample(8, student)
+    uniform = synth.sample(8)
+    assert len(hard) == 8 and per_sample_kl(hard).mean() > per_sample_kl(uniform).mean()
+    everything = synth.pool.store.index(torch.arange(synth.pool.size))
+    assert per_sample_kl(hard).min() >= per_sample_kl(everything).median()

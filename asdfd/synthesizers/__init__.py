@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from .as_dfd import ASDFD
 from .base import PseudoBatch, ReplayPool, Synthesizer
+from .dafl import ModifiedDAFL
+from .finetune import Finetune
 from .random_text import RandomText
+from .real_kd import RealKD
+from .zskt import ModifiedZSKT
 
-REGISTRY: dict[str, type[Synthesizer]] = {cls.name: cls for cls in (ASDFD, RandomText)}
+REGISTRY: dict[str, type[Synthesizer]] = {cls.name: cls for cls in (ASDFD, RandomText, ModifiedZSKT, ModifiedDAFL, RealKD, Finetune)}
 
 
 def available() -> list[str]:
@@ -17,4 +21,16 @@ def build(name: str, *args, **kwargs) -> Synthesizer:
     return REGISTRY[name](*args, **kwargs)
 
 
-__all__ = ["ASDFD", "PseudoBatch", "RandomText", "ReplayPool", "Synthesizer", "available", "build"]
+__all__ = [
+    "ASDFD",
+    "Finetune",
+    "ModifiedDAFL",
+    "ModifiedZSKT",
+    "PseudoBatch",
+    "RandomText",
+    "RealKD",
+    "ReplayPool",
+    "Synthesizer",
+    "available",
+    "build",
+]

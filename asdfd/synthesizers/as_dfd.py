@@ -74,8 +74,10 @@ class ASDFD(Synthesizer):
         opt = torch.optim.Adam([z], lr=cfg.guess_lr)
         return Crafting(z, opt, base, slot, attn, targets)
 
-    def step(self, c: Crafting, student: PreTrainedModel, adversarial: bool) -> None:
-        """One optimiser step on ``z``: guessing, plus the adversarial term when asked."""
+    def step(self, c: Crafting, student: PreTrainedModel, adversarial: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step on ``z``: guessing, plus the adversarial term when asked.
+
+        Returns the sample the step started from and the teacher's logits on it (detached)."""
         cfg = self.cfg
         x = self.space.compose(c.z, c.base, c.slot)
         logits = self.teacher_logits(x, c.attn)
@@ -90,6 +92,7 @@ class ASDFD(Synthesizer):
         (grad,) = torch.autograd.grad(loss, [c.z])
         c.z.grad = grad * active[:, None, None]
         c.opt.step()
+        return x.detach(), logits.detach()
 
     def craft(self, n: int, student: PreTrainedModel) -> PseudoBatch:
         cfg = self.cfg
@@ -97,10 +100,15 @@ class ASDFD(Synthesizer):
         n_adv = cfg.adv_steps if (self.task is not None and cfg.lambda_adv > 0) else 0
         was_training = student.training
         student.eval()
-        for k in range(cfg.guess_steps + n_adv):
-            self.step(c, student, adversarial=k >= cfg.guess_steps)
+        path = [self.step(c, student, adversarial=k >= cfg.guess_steps) for k in range(cfg.guess_steps + n_adv)]
         student.train(was_training)
         with torch.inference_mode():
             x = self.space.compose(c.z.detach(), c.base, c.slot)
             logits = self.teacher_logits(x, c.attn)
-        return PseudoBatch(x.clone(), c.attn, c.slot, c.targets, logits.clone())
+        final = PseudoBatch(x.clone(), c.attn, c.slot, c.targets, logits.clone())
+        if not cfg.trajectory or not path:
+            return final
+        # the guessing path runs from random text to teacher-confident samples, crossing decision
+        # boundaries on the way; its intermediate points cost no extra teacher passes
+        steps = [PseudoBatch(px, c.attn, c.slot, c.targets, pl) for px, pl in path]
+        return PseudoBatch.concat([*steps, final])

@@ -35,6 +35,10 @@ class PseudoBatch:
     def to(self, device: torch.device) -> PseudoBatch:
         return PseudoBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
+    @staticmethod
+    def concat(batches: list[PseudoBatch]) -> PseudoBatch:
+        return PseudoBatch(**{f.name: torch.cat([getattr(b, f.name) for b in batches]) for f in fields(PseudoBatch)})
+
     def index(self, idx: torch.Tensor) -> PseudoBatch:
         return PseudoBatch(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
@@ -55,8 +59,9 @@ class ReplayPool:
             self.store = PseudoBatch(
                 **{f.name: getattr(batch, f.name).new_zeros((self.capacity, *getattr(batch, f.name).shape[1:])) for f in fields(batch)}
             )
+        if len(batch) > self.capacity:  # only the newest samples fit
+            batch = batch.index(torch.arange(len(batch) - self.capacity, len(batch)))
         n = len(batch)
-        assert n <= self.capacity, "a batch larger than the replay pool"
         idx = (self.cursor + torch.arange(n)) % self.capacity
         for f in fields(batch):
             getattr(self.store, f.name)[idx] = getattr(batch, f.name)
@@ -73,6 +78,8 @@ class Synthesizer:
     """Base class: subclasses implement ``craft``; everything else is shared."""
 
     name = "base"
+    needs_data = False  # True only for the data-driven references (real-kd, finetune)
+    hard_labels = False  # True: the student learns the batch's ``targets`` (gold labels), not the teacher
 
     def __init__(
         self,
@@ -100,15 +107,57 @@ class Synthesizer:
         raise NotImplementedError
 
     # ---- shared protocol
-    def synthesize(self, student: PreTrainedModel) -> PseudoBatch:
+    def synthesize(self, student: PreTrainedModel) -> PseudoBatch | None:
         """Craft one batch of ``cfg.batch_size`` fresh samples, record it and add it to the pool."""
         batch = self.craft(self.cfg.batch_size, student)
         self._record(batch)
         self.pool.add(batch)
         return batch
 
-    def sample(self, n: int) -> PseudoBatch:
-        return self.pool.sample(n).to(self.device)
+    def sample(self, n: int, student: PreTrainedModel | None = None) -> PseudoBatch:
+        """A training batch from the pool: uniform, or (``replay_hardness`` k > 1, given the student)
+        the ``n`` of ``k * n`` uniform draws that the student currently matches worst."""
+        k = self.cfg.replay_hardness
+        if k > 1 and student is not None:
+            batch = self.hardest(self.pool.sample(k * n).to(self.device), n, student)
+        else:
+            batch = self.pool.sample(n).to(self.device)
+        n_mix = round(self.cfg.mix * n)
+        if n_mix > 0:
+            batch = self.splice(batch, n_mix)
+        return batch
+
+    @torch.no_grad()
+    def hardest(self, cand: PseudoBatch, n: int, student: PreTrainedModel) -> PseudoBatch:
+        """Keep the ``n`` candidates with the largest KL(teacher || student) at the KD temperature."""
+        was_training = student.training
+        student.eval()
+        s_logits = student(inputs_embeds=cand.embeds, attention_mask=cand.attention_mask).logits
+        student.train(was_training)
+        tau = self.cfg.temperature
+        t_logp = F.log_softmax(cand.teacher_logits.float() / tau, -1)
+        kl = (t_logp.exp() * (t_logp - F.log_softmax(s_logits.float() / tau, -1))).sum(-1)
+        return cand.index(kl.topk(n).indices)
+
+    @torch.no_grad()  # not inference_mode: the student trains on these tensors
+    def splice(self, batch: PseudoBatch, n_mix: int) -> PseudoBatch:
+        """Replace the first ``n_mix`` samples with token-level mixtures of two pool samples: each
+        pseudo token of sample a is swapped, with probability lam ~ U(0, 1), for sample b's token at
+        the same position (where b has one). Tokens stay the pool's tokens, and the teacher's labels
+        of the mixtures (recomputed here) fall between the parents' classes."""
+        other = self.pool.sample(n_mix).to(self.device)
+        a = batch.index(torch.arange(n_mix, device=batch.embeds.device))
+        lam = torch.rand(n_mix, 1, generator=self.generator).to(self.device)
+        take = torch.rand(a.slot.shape, generator=self.generator).to(self.device) < lam
+        width = min(a.slot.shape[1], other.slot.shape[1])
+        take[:, width:] = False
+        take[:, :width] &= a.slot[:, :width] & other.slot[:, :width]
+        embeds = a.embeds.clone()
+        embeds[:, :width][take[:, :width]] = other.embeds[:, :width][take[:, :width]]
+        logits = self.teacher_logits(embeds, a.attention_mask)
+        mixed = PseudoBatch(embeds, a.attention_mask, a.slot, torch.full_like(a.targets, -1), logits)
+        rest = batch.index(torch.arange(n_mix, len(batch), device=batch.embeds.device))
+        return PseudoBatch.concat([mixed, rest])
 
     def student_loss(self, student: PreTrainedModel, batch: PseudoBatch) -> torch.Tensor | None:
         """Extra loss for the student (e.g. a self-supervised task); None when there is none."""

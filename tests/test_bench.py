@@ -1,0 +1,48 @@
+"""The benchmark's bookkeeping (not the benchmark itself): variant groups and the summary."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.report import summarize
+from bench.run import expand, load_variants
+
+
+def test_groups_expand_and_unknown_names_are_refused():
+    variants, groups = load_variants()
+    assert {"none", "random-text", "modified-zskt", "modified-dafl", "as-dfd", "real-kd", "finetune"} == set(groups["methods"])
+    assert expand("methods,as-dfd", variants, groups) == groups["methods"]
+    assert expand("as-dfd-k0", variants, groups) == ["as-dfd-k0"]
+    with pytest.raises(SystemExit, match="unknown variant"):
+        expand("as-dfd-k7", variants, groups)
+
+
+def _cell(dataset, variant, seed, test, teacher=0.9):
+    return {
+        "dataset": dataset,
+        "variant": variant,
+        "seed": seed,
+        "validation": {"accuracy": test},
+        "test": {"accuracy": test},
+        "teacher_test_accuracy": teacher,
+        "curve": [{"step": 50, "test_accuracy": test - 0.1}, {"step": 100, "test_accuracy": test}],
+        "phase_time_s": {"load": 1.0, "synthesis": 10.0 + seed, "student": 20.0, "heldout": 1.0},
+    }
+
+
+def test_summary_table_percentages_and_plots(tmp_path):
+    cells = [_cell(d, v, s, acc + 0.01 * s) for d in ("trec", "mr") for v, acc in (("as-dfd", 0.80), ("real-kd", 0.85)) for s in (0, 1, 2)]
+    for c in cells:
+        path = tmp_path / "runs" / c["dataset"] / c["variant"] / f"seed{c['seed']}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(c))
+    rows = summarize(tmp_path)
+    row = next(r for r in rows if r["dataset"] == "trec" and r["variant"] == "as-dfd")
+    assert row["seeds"] == [0, 1, 2] and row["test_mean"] == pytest.approx(81.0) and row["test_std"] == pytest.approx(1.0)
+    assert row["pct_real_kd"] == pytest.approx(100 * 81 / 86) and row["pct_teacher"] == pytest.approx(90.0)
+    assert row["synthesis_s"] == 11.0
+    md = (tmp_path / "summary.md").read_text()
+    assert "| trec | as-dfd | 3 | 81.00 ± 1.00 |" in md and "| average | as-dfd | 3 | 81.00 |" in md
+    assert (tmp_path / "accuracy.png").stat().st_size > 0 and (tmp_path / "curves.png").stat().st_size > 0

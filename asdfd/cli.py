@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from . import runtime
-from .config import DistillConfig, TeacherConfig
+from .config import DistillConfig, TeacherConfig, check_value_type, read_config_file
 from .errors import UserError
 
 # one-line help for each DistillConfig / TeacherConfig field that becomes a flag
@@ -94,6 +94,8 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    if any(a.dest == "output" for a in p._actions):  # the commands that run a job take a config file
+        p.add_argument("--config", default=None, help="YAML file of options (any flag of this command, by name); flags given here win")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -135,7 +137,32 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     sub.add_parser("methods", help="list the pseudo-sample methods")
+    parser.commands = sub.choices  # type: ignore[attr-defined]
     return parser
+
+
+def _apply_config_file(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Turn the values of ``--config FILE`` into the defaults of the command's flags, so that flags
+    given on the command line still win; unknown keys and wrong types are refused by name."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("command", nargs="?")
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(argv)
+    if not known.config or known.command not in parser.commands:
+        return
+    sub = parser.commands[known.command]
+    values = read_config_file(known.config)
+    actions = {a.dest: a for a in sub._actions if a.dest not in ("help", "config")}
+    fields = {f.name: f.default for cls in (DistillConfig, TeacherConfig) for f in dataclasses.fields(cls)}
+    for key, value in values.items():
+        if key not in actions:
+            valid = ", ".join(sorted(actions))
+            raise UserError(f"config file {known.config}: unknown key '{key}'; valid keys are the flags of `asdfd {known.command}`: {valid}")
+        action = actions[key]
+        default = fields.get(key, False if action.nargs == 0 else "")
+        check_value_type(key, value, default, f"config file {known.config}")
+        action.required = False
+    sub.set_defaults(**values)
 
 
 def _print_eval(res: dict) -> None:
@@ -149,7 +176,16 @@ def _print_eval(res: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    try:
+        _apply_config_file(parser, argv)
+    except UserError as e:
+        if "--debug" in argv:
+            raise
+        print(f"asdfd: error: {e}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     runtime.QUIET = getattr(args, "quiet", False)
     if runtime.QUIET:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

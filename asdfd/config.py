@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from .errors import UserError
 
@@ -129,3 +132,52 @@ class TeacherConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+CONFIG_FILE = "config.yaml"  # the resolved config, written beside every output
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping of option names (``student_steps`` or ``student-steps``) to values."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist; pass --config with a YAML file")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        raise UserError(f"config file {path} is not valid YAML{at}; fix the file or pass the options as flags") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise UserError(f"config file {path} must be a mapping of option: value, got a {type(values).__name__}")
+    return {str(k).replace("-", "_"): v for k, v in values.items()}
+
+
+def check_value_type(key: str, value: Any, default: Any, source: str) -> None:
+    """Reject a value whose type does not fit the option (ints are fine where floats are expected)."""
+    if key == "student_layers":
+        ok = (
+            (isinstance(value, int) and not isinstance(value, bool))
+            or isinstance(value, str)
+            or (isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
+        )
+        want = "an integer or a list of layer indices"
+    elif isinstance(default, bool):
+        ok, want = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif isinstance(default, float):
+        ok, want = isinstance(value, int | float) and not isinstance(value, bool), "a number"
+    elif isinstance(default, str) or default is None:
+        ok, want = isinstance(value, str), "a string"
+    else:  # pragma: no cover - every option has one of the types above
+        ok, want = True, ""
+    if not ok:
+        raise UserError(f"{source}: '{key}' must be {want}, got {value!r}")
+
+
+def save_config(values: dict[str, Any], folder: Path) -> None:
+    """Write the resolved config; ``--config`` reads it back to repeat the run."""
+    (folder / CONFIG_FILE).write_text(yaml.safe_dump(values, sort_keys=False))

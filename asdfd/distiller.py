@@ -20,7 +20,7 @@ import torch
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from . import synthesizers
-from .config import DistillConfig
+from .config import DistillConfig, save_config
 from .errors import UserError
 from .losses import hidden_loss, kd_loss
 from .models import TokenSpace, build_student, load_teacher, load_tokenizer, resolve_student_layers
@@ -42,6 +42,8 @@ class DistillResult:
             self.student.save_pretrained(tmp, safe_serialization=True)
             self.tokenizer.save_pretrained(tmp)
             (tmp / REPORT_NAME).write_text(json.dumps(self.report, indent=2) + "\n")
+            if "config" in self.report:
+                save_config(self.report["config"], tmp)
         return out
 
 

@@ -12,7 +12,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
 
 from .assets import default_base
-from .config import TeacherConfig
+from .config import TeacherConfig, save_config
 from .data import Dataset
 from .evaluator import evaluate_model, label_ids
 from .models import load_tokenizer
@@ -90,4 +90,5 @@ def train_teacher(
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
+        save_config(report["config"], tmp)
     return report

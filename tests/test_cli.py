@@ -137,7 +137,17 @@ def _bad_cases(teacher, tmp_path, tiny_csv):
     full = tmp_path / "full"
     full.mkdir()
     (full / "keep.txt").write_text("user data")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("student_steps: [1, 2\n")
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("student_stepz: 5\n")
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("student_steps: many\n")
     return [
+        (_distill_args(teacher, tmp_path / "o11", "--config", str(broken)), "not valid YAML"),
+        (_distill_args(teacher, tmp_path / "o12", "--config", str(unknown)), "unknown key 'student_stepz'"),
+        (_distill_args(teacher, tmp_path / "o13", "--config", str(wrong)), "'student_steps' must be an integer"),
+        (_distill_args(teacher, tmp_path / "o14", "--config", str(tmp_path / "none.yaml")), "does not exist"),
         (["distill", "--teacher", str(tmp_path / "missing"), "--output", str(tmp_path / "o1")], "does not exist"),
         (["distill", "--teacher", str(not_model), "--output", str(tmp_path / "o2")], "not a model directory"),
         (_distill_args(teacher, tmp_path / "o3", "--student-layers", "0"), "between 1 and"),
@@ -171,3 +181,22 @@ def test_unknown_labels_are_reported(tiny_teacher_dir, tmp_path, capsys):
     data.write_text('{"text": "good film", "label": "spam"}\n')
     assert main(["evaluate", "--model", str(tiny_teacher_dir), "--data", str(data), "--split", "all", "--quiet"]) == 2
     assert "not among the model's labels" in capsys.readouterr().err
+
+
+def test_config_file_sets_options_flags_win_and_the_resolved_config_is_saved(tiny_teacher_dir, tmp_path):
+    import yaml
+
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text(f"teacher: {tiny_teacher_dir}\nstudent-steps: 3\nguess_steps: 1\nseed: 7\nlambda_hidden: 0\ntrajectory: true\n")
+    out = tmp_path / "student"
+    # --teacher comes from the file; --steps on the command line overrides the file's 3
+    args = [a for a in _distill_args(tiny_teacher_dir, out, "--config", str(cfg_file)) if a != str(tiny_teacher_dir)]
+    args.remove("--teacher")
+    assert main(args) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["student_steps"] == 4 and saved["seed"] == 7 and saved["trajectory"] is True and saved["guess_steps"] == 2
+    assert saved["lambda_hidden"] == 0
+    # the saved file runs again as a config
+    again = tmp_path / "again"
+    assert main(["distill", "--teacher", str(tiny_teacher_dir), "--output", str(again), "--config", str(out / "config.yaml"), "--quiet"]) == 0
+    assert json.loads((again / "distill_report.json").read_text())["config"] == json.loads((out / "distill_report.json").read_text())["config"]

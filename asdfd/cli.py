@@ -141,28 +141,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _apply_config_file(parser: argparse.ArgumentParser, argv: list[str]) -> None:
-    """Turn the values of ``--config FILE`` into the defaults of the command's flags, so that flags
-    given on the command line still win; unknown keys and wrong types are refused by name."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("command", nargs="?")
-    pre.add_argument("--config", default=None)
-    known, _ = pre.parse_known_args(argv)
-    if not known.config or known.command not in parser.commands:
-        return
-    sub = parser.commands[known.command]
-    values = read_config_file(known.config)
-    actions = {a.dest: a for a in sub._actions if a.dest not in ("help", "config")}
+def defaults_from_config_file(parser: argparse.ArgumentParser, path: str, name: str) -> None:
+    """Make the values in the YAML file at ``path`` the defaults of ``parser``'s flags, so that flags
+    given on the command line still win. Unknown keys and wrong types are refused by name."""
+    values = read_config_file(path)
+    actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
     fields = {f.name: f.default for cls in (DistillConfig, TeacherConfig) for f in dataclasses.fields(cls)}
     for key, value in values.items():
         if key not in actions:
             valid = ", ".join(sorted(actions))
-            raise UserError(f"config file {known.config}: unknown key '{key}'; valid keys are the flags of `asdfd {known.command}`: {valid}")
+            raise UserError(f"config file {path}: unknown key '{key}'; valid keys are the flags of `{name}`: {valid}")
         action = actions[key]
-        default = fields.get(key, False if action.nargs == 0 else "")
-        check_value_type(key, value, default, f"config file {known.config}")
+        default = fields.get(key, action.default if action.default is not None else "")
+        check_value_type(key, value, default, f"config file {path}")
         action.required = False
-    sub.set_defaults(**values)
+    parser.set_defaults(**values)
+
+
+def _apply_config_file(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("command", nargs="?")
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(argv)
+    if known.config and known.command in parser.commands:
+        defaults_from_config_file(parser.commands[known.command], known.config, f"asdfd {known.command}")
 
 
 def _print_eval(res: dict) -> None:

@@ -22,10 +22,12 @@ from pathlib import Path
 import torch
 import yaml
 
+from asdfd.cli import defaults_from_config_file
 from asdfd.config import DistillConfig, TeacherConfig
 from asdfd.data import load_dataset
 from asdfd.demo import cached_teacher
 from asdfd.distiller import Distiller
+from asdfd.errors import UserError
 from asdfd.evaluator import evaluate_model
 from asdfd.models import build_student, load_classifier, load_tokenizer, resolve_student_layers
 from asdfd.synthesizers import REGISTRY
@@ -122,6 +124,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="smoke profile (trec, 4 methods, 1 seed, 100 steps) into bench/results/quick")
     ap.add_argument("--results", type=Path, default=None, help="results folder (default: bench/results)")
     ap.add_argument("--summary", action="store_true", help="only rebuild the summary table and plots")
+    ap.add_argument("--config", default=None, help="YAML file of these options by name (lists as strings: seeds: '0,1,2'); flags win")
+    pre, _ = ap.parse_known_args(argv)
+    if pre.config:
+        try:
+            defaults_from_config_file(ap, pre.config, "python -m bench")
+        except UserError as e:
+            raise SystemExit(f"bench: error: {e}") from None
     args = ap.parse_args(argv)
     overrides, teacher_cfg, results = {}, TeacherConfig(), args.results or RESULTS
     if args.quick:

@@ -46,3 +46,18 @@ def test_summary_table_percentages_and_plots(tmp_path):
     md = (tmp_path / "summary.md").read_text()
     assert "| trec | as-dfd | 3 | 81.00 ± 1.00 |" in md and "| average | as-dfd | 3 | 81.00 |" in md
     assert (tmp_path / "accuracy.png").stat().st_size > 0 and (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_bench_options_come_from_a_config_file(tmp_path, monkeypatch):
+    import bench.run as br
+
+    seen = {}
+    monkeypatch.setattr(br, "summarize", lambda results: seen.setdefault("results", results))
+    monkeypatch.setattr(br, "run_cell", lambda *a, **k: pytest.fail("no cell should run"))
+    cfg = tmp_path / "bench.yaml"
+    cfg.write_text(f"summary: true\nresults: {tmp_path}\n")
+    br.main(["--config", str(cfg)])
+    assert str(seen["results"]) == str(tmp_path)
+    cfg.write_text("seedz: '0'\n")
+    with pytest.raises(SystemExit, match="unknown key 'seedz'"):
+        br.main(["--config", str(cfg)])

@@ -48,7 +48,7 @@ CONFIG_HELP = {
     "lambda_hidden": "weight of hidden-state KD between copied layers (0: logits only)",
     "replay_size": "replay pool capacity, in samples",
     "replay_hardness": "k > 1: each student batch is the part of k batches of pool draws the student matches worst",
-    "mix": "fraction of each student batch replaced by token-level mixtures of two pool samples",
+    "mix": "fraction of each student batch replaced by token-level mixtures of two pool samples (default: as-dfd 0.5, others 0)",
     "grad_clip": "gradient-norm clipping",
     "base": "base encoder folder (default: the packaged MiniLM-L6)",
     "epochs": "training epochs (the best on validation is kept)",
@@ -66,6 +66,7 @@ def _parse_bool(text: str) -> bool:
 
 
 DATA_FIELDS = ("data", "text_column", "label_column")
+FLAG_TYPES = {"mix": float}  # options whose default (None) does not tell their type
 
 
 def _add_config_flags(p: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
@@ -74,9 +75,9 @@ def _add_config_flags(p: argparse.ArgumentParser, cls, skip: tuple[str, ...] = (
         if f.name in skip:
             continue
         default = f.default
-        kind = str if f.name == "student_layers" else _parse_bool if isinstance(default, bool) else type(default)
+        kind = str if f.name == "student_layers" else _parse_bool if isinstance(default, bool) else FLAG_TYPES.get(f.name, type(default))
         flag = "--" + f.name.replace("_", "-")
-        help_ = CONFIG_HELP.get(f.name, "") + f" (default: {default})"
+        help_ = CONFIG_HELP.get(f.name, "") + ("" if default is None else f" (default: {default})")
         p.add_argument(flag, type=kind, default=None, help=help_)
     if cls is DistillConfig:
         p.add_argument("--steps", dest="student_steps", type=int, default=None, help="alias of --student-steps")
@@ -152,7 +153,7 @@ def defaults_from_config_file(parser: argparse.ArgumentParser, path: str, name: 
             valid = ", ".join(sorted(actions))
             raise UserError(f"config file {path}: unknown key '{key}'; valid keys are the flags of `{name}`: {valid}")
         action = actions[key]
-        default = fields.get(key, action.default if action.default is not None else "")
+        default = FLAG_TYPES[key]() if key in FLAG_TYPES else fields.get(key, action.default if action.default is not None else "")
         check_value_type(key, value, default, f"config file {path}")
         action.required = False
     parser.set_defaults(**values)

@@ -42,7 +42,7 @@ class DistillConfig:
     init_noise: float = 0.0  # std of Gaussian noise added to the random-token init, relative to E's std
     lambda_norm: float = 1.0  # keep token vector norms inside the [5%, 95%] range of real word embeddings
     confidence_stop: float = 1.0  # a sample stops moving once teacher p(target) >= this (1.0: never)
-    trajectory: bool = False  # also pool the samples of every guessing step, from the random start on
+    trajectory: bool = True  # also pool the samples of every guessing step, from the random start on
 
     # generator baselines (modified-zskt, modified-dafl)
     generator_steps: int = 5  # generator updates per crafted batch (AS-DFD spends K + adv_steps passes)
@@ -68,7 +68,9 @@ class DistillConfig:
     lambda_hidden: float = 1.0  # hidden-state MSE between copied layers (0: logits only)
     replay_size: int = 4096
     replay_hardness: int = 1  # >1: train on the batch the student matches worst among this many times as many draws
-    mix: float = 0.0  # fraction of each student batch replaced by token-level mixtures of two pool samples
+    # fraction of each student batch replaced by token-level mixtures of two pool samples;
+    # None: the method's own default (as-dfd 0.5, the baselines 0), resolved by validate()
+    mix: float | None = None
     grad_clip: float = 1.0
 
     def validate(self) -> DistillConfig:
@@ -94,6 +96,8 @@ class DistillConfig:
             raise UserError(f"unknown ss_task '{self.ss_task}'; choose replaced, shuffle or none")
         if self.generator_lr <= 0:
             raise UserError(f"generator_lr must be > 0, got {self.generator_lr}")
+        if self.mix is None:
+            self.mix = REGISTRY[self.method].default_mix
         if not 0.0 <= self.mix <= 1.0:
             raise UserError(f"mix must be in [0, 1], got {self.mix}")
         if self.temperature <= 0:

@@ -240,7 +240,7 @@ def test_splice_mixes_tokens_of_two_pool_samples_and_relabels(tiny_teacher_dir):
 def test_hard_replay_keeps_the_samples_the_student_matches_worst(tiny_teacher_dir):
     from asdfd.losses import kd_loss
 
-    cfg, teacher, space, student = _setup(tiny_teacher_dir, replay_hardness=4)
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, replay_hardness=4, mix=0.0)
     synth = RandomText(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
     for _ in range(4):
         synth.synthesize(student)

@@ -80,6 +80,7 @@ class Synthesizer:
     name = "base"
     needs_data = False  # True only for the data-driven references (real-kd, finetune)
     hard_labels = False  # True: the student learns the batch's ``targets`` (gold labels), not the teacher
+    default_mix = 0.0  # share of each student batch made of token-level mixtures unless cfg.mix says otherwise
 
     def __init__(
         self,
@@ -100,7 +101,8 @@ class Synthesizer:
         self.confidence_sum = 0.0
         self.target_prob_sum = 0.0
         self.n_targeted = 0
-        self.n_crafted = 0
+        self.n_crafted = 0  # samples asked for (the pseudo-sample budget)
+        self.n_pooled = 0  # samples that entered the pool (more, with the guessing trajectory)
 
     # ---- to implement
     def craft(self, n: int, student: PreTrainedModel) -> PseudoBatch:
@@ -110,6 +112,7 @@ class Synthesizer:
     def synthesize(self, student: PreTrainedModel) -> PseudoBatch | None:
         """Craft one batch of ``cfg.batch_size`` fresh samples, record it and add it to the pool."""
         batch = self.craft(self.cfg.batch_size, student)
+        self.n_crafted += self.cfg.batch_size
         self._record(batch)
         self.pool.add(batch)
         return batch
@@ -168,10 +171,11 @@ class Synthesizer:
         return []
 
     def stats(self) -> dict:
-        n = max(self.n_crafted, 1)
+        n = max(self.n_pooled, 1)
         id2label = self.teacher.config.id2label
         return {
             "pseudo_samples": self.n_crafted,
+            "pooled_samples": self.n_pooled,
             "teacher_class_histogram": {id2label[i]: int(c) for i, c in enumerate(self.class_hist.tolist())},
             "teacher_mean_max_prob": self.confidence_sum / n,
             "teacher_mean_target_prob": (self.target_prob_sum / self.n_targeted) if self.n_targeted else None,
@@ -202,4 +206,4 @@ class Synthesizer:
             t = batch.targets.cpu()[targeted]
             self.target_prob_sum += float(probs[targeted].gather(1, t[:, None]).sum())
             self.n_targeted += int(targeted.sum())
-        self.n_crafted += len(batch)
+        self.n_pooled += len(batch)

@@ -70,5 +70,5 @@ class RealKD(Synthesizer):
         out = {"real_train_texts": len(self.ids), "real_samples_seen": self.seen, "epochs": self.seen / len(self.ids)}
         if not self.hard_labels:
             out.update(super().stats())
-            del out["pseudo_samples"]
+            del out["pseudo_samples"], out["pooled_samples"]
         return out

@@ -77,7 +77,7 @@ def summarize(results: Path) -> list[dict]:
             }
         )
     (results / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
-    md = _markdown(rows)
+    md = _pivot(rows) + "\n" + _markdown(rows)
     (results / "summary.md").write_text(md)
     print(md)
     try:
@@ -114,6 +114,25 @@ def _markdown(rows: list[dict]) -> str:
                 f"{statistics.fmean(r['val_mean'] for r in rs):.2f} | {statistics.fmean(r['pct_teacher'] for r in rs):.1f} | {kd_s} | | |"
             )
     return head + "\n".join(lines + avg) + "\n"
+
+
+def _pivot(rows: list[dict]) -> str:
+    """The paper's comparison at a glance: methods x datasets, test accuracy mean +- std."""
+    datasets = [d for d in DATASET_ORDER if any(r["dataset"] == d for r in rows)]
+    cell = {(r["dataset"], r["variant"]): r for r in rows}
+    lines = [
+        "| method | " + " | ".join(datasets) + " | average |",
+        "|---|" + "---|" * (len(datasets) + 1),
+        "| teacher | " + " | ".join(f"{next(r['teacher'] for r in rows if r['dataset'] == d):.2f}" for d in datasets) + " | |",
+    ]
+    for m in _method_group():
+        rs = [cell.get((d, m)) for d in datasets]
+        if not any(rs):
+            continue
+        vals = [f"{r['test_mean']:.2f} ± {r['test_std']:.2f} ({len(r['seeds'])})" if r else "–" for r in rs]
+        avg = f"{statistics.fmean(r['test_mean'] for r in rs):.2f}" if all(rs) else ""
+        lines.append(f"| {m} | " + " | ".join(vals) + f" | {avg} |")
+    return "Test accuracy (%), mean ± std over seeds (number of seeds):\n\n" + "\n".join(lines) + "\n"
 
 
 def _plots(rows: list[dict], cells: list[dict], results: Path) -> None:

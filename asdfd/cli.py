@@ -19,6 +19,7 @@ CONFIG_HELP = {
     "student_layers": "number of student layers (evenly spaced) or comma-separated teacher layer indices",
     "seed": "seed for every random choice",
     "device": "auto | cpu | cuda",
+    "allow_pickle": "read a teacher's pytorch_model.bin (tensors only, weights_only=True) when it has no safetensors",
     "student_steps": "student optimiser steps",
     "batch_size": "samples per optimiser step (distill: also per crafted batch)",
     "pseudo_samples": "pseudo samples crafted in total over the run",
@@ -127,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=None, help="token limit per text (default: the dataset's)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--json", action="store_true", help="print JSON only")
+    p.add_argument(
+        "--allow-pickle", action="store_true", help="read pytorch_model.bin (tensors only, weights_only=True) when a folder has no safetensors"
+    )
     _common(p)
 
     p = sub.add_parser("demo", help="teacher -> AS-DFD student -> evaluation on the packaged TREC data")
@@ -243,7 +247,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .evaluator import evaluate
 
         data = load_dataset(args.data, args.split, args.text_column, args.label_column, args.max_length)
-        res = evaluate(args.model, data, args.teacher, args.device)
+        res = evaluate(args.model, data, args.teacher, args.device, allow_pickle=args.allow_pickle)
         if args.json:
             print(json.dumps(res, indent=2))
         else:

@@ -25,6 +25,7 @@ class DistillConfig:
     student_layers: Any = 3  # int (evenly spaced) or list of teacher layer indices
     seed: int = 0
     device: str = "auto"
+    allow_pickle: bool = False  # read a teacher's pytorch_model.bin (tensors only) when it has no safetensors
 
     # budget
     student_steps: int = 600

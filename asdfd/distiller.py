@@ -55,7 +55,7 @@ class Distiller:
         self.generator = seed_everything(cfg.seed)
         t0 = time.perf_counter()
         self.teacher_dir = str(teacher_dir)
-        self.teacher = load_teacher(teacher_dir).to(self.device)
+        self.teacher = load_teacher(teacher_dir, cfg.allow_pickle).to(self.device)
         self.tokenizer = load_tokenizer(teacher_dir)
         self.space = TokenSpace.from_teacher(self.teacher, self.tokenizer)
         if cfg.max_len + 2 > self.space.max_positions:

@@ -70,13 +70,13 @@ def evaluate_model(model: PreTrainedModel, tokenizer, data: Dataset, teacher: Pr
     return out
 
 
-def evaluate(model_dir: str | Path, data: Dataset, teacher_dir: str | Path | None = None, device: str = "auto") -> dict:
+def evaluate(model_dir: str | Path, data: Dataset, teacher_dir: str | Path | None = None, device: str = "auto", allow_pickle: bool = False) -> dict:
     """Load ``model_dir`` (and optionally a teacher) and evaluate it on ``data``."""
     set_threads()
     dev = resolve_device(device)
-    model = load_classifier(model_dir).to(dev)
+    model = load_classifier(model_dir, allow_pickle=allow_pickle).to(dev)
     tokenizer = load_tokenizer(model_dir)
-    teacher = load_classifier(teacher_dir).to(dev) if teacher_dir else None
+    teacher = load_classifier(teacher_dir, allow_pickle=allow_pickle).to(dev) if teacher_dir else None
     if teacher is not None and teacher.config.id2label != model.config.id2label:
         raise UserError("the teacher's labels differ from the model's; pass the teacher this student was distilled from")
     out = evaluate_model(model, tokenizer, data, teacher)

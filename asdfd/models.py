@@ -20,29 +20,55 @@ from .errors import UserError
 _LAYER_RE = re.compile(r"(\.layer\.)(\d+)(\.)")
 
 
-def _check_model_dir(path: str | Path) -> Path:
+PICKLED_WEIGHTS = "pytorch_model.bin"
+
+
+def _check_model_dir(path: str | Path, allow_pickle: bool = False) -> Path:
     p = Path(path)
     if not p.is_dir():
         raise UserError(f"model directory '{p}' does not exist; pass the folder written by save_pretrained")
     if not (p / "config.json").is_file():
         raise UserError(f"'{p}' is not a model directory (no config.json); pass the folder written by save_pretrained")
-    if not any(p.glob("*.safetensors")):
+    if not any(p.glob("*.safetensors")) and not (allow_pickle and (p / PICKLED_WEIGHTS).is_file()):
+        hint = f", or pass --allow-pickle to read its {PICKLED_WEIGHTS} as tensors only" if (p / PICKLED_WEIGHTS).is_file() else ""
         raise UserError(
-            f"'{p}' has no .safetensors weights; asdfd loads safetensors only (convert with model.save_pretrained(dir, safe_serialization=True))"
+            f"'{p}' has no .safetensors weights; asdfd loads safetensors (convert with model.save_pretrained(dir, safe_serialization=True)){hint}"
         )
     return p
 
 
-def load_classifier(path: str | Path, *, require_head: bool = True) -> PreTrainedModel:
-    """Load a sequence classifier from safetensors, never running remote code."""
-    p = _check_model_dir(path)
+def _load_pickled(p: Path, config) -> PreTrainedModel:
+    """Weights from a pickle, read with ``weights_only=True``: tensors and plain containers only, so a
+    file that tries to run code on load is refused instead of executed."""
+    try:
+        state = torch.load(p / PICKLED_WEIGHTS, map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError for payloads; anything else is a broken file
+        raise UserError(f"refusing {p / PICKLED_WEIGHTS}: it is not a plain tensor file ({type(e).__name__}); convert it to safetensors") from None
+    if not isinstance(state, dict):
+        raise UserError(f"{p / PICKLED_WEIGHTS} does not hold a state dict; convert it to safetensors")
+    model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=False)
+    missing, _ = model.load_state_dict(state, strict=False)
+    params = dict(model.named_parameters())
+    missing = [k for k in missing if k in params]
+    if missing:
+        raise UserError(f"{p / PICKLED_WEIGHTS} lacks {len(missing)} weights of a {type(model).__name__} (e.g. {missing[0]}); is it the right model?")
+    return model
+
+
+def load_classifier(path: str | Path, *, require_head: bool = True, allow_pickle: bool = False) -> PreTrainedModel:
+    """Load a sequence classifier from safetensors (or, only when allowed, from a pickle read as
+    tensors only), never running remote code."""
+    p = _check_model_dir(path, allow_pickle)
     config = AutoConfig.from_pretrained(p, trust_remote_code=False)
     archs = config.architectures or []
     if require_head and archs and not any("SequenceClassification" in a for a in archs):
         raise UserError(f"'{p}' holds a {archs[0]} without a classification head; fine-tune it first (asdfd train-teacher --base DIR ...)")
     if require_head and getattr(config, "num_labels", 2) < 2:
         raise UserError(f"'{p}' has num_labels={config.num_labels} (a regression head); asdfd distils classifiers with >= 2 labels")
-    model = AutoModelForSequenceClassification.from_pretrained(p, use_safetensors=True, trust_remote_code=False)
+    if any(p.glob("*.safetensors")):
+        model = AutoModelForSequenceClassification.from_pretrained(p, use_safetensors=True, trust_remote_code=False)
+    else:
+        model = _load_pickled(p, config)
     if "inputs_embeds" not in inspect.signature(model.forward).parameters:
         raise UserError(f"'{p}' ({type(model).__name__}) cannot take inputs_embeds; asdfd needs an encoder that accepts them")
     return model
@@ -52,9 +78,9 @@ def load_tokenizer(path: str | Path):
     return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
 
 
-def load_teacher(path: str | Path) -> PreTrainedModel:
+def load_teacher(path: str | Path, allow_pickle: bool = False) -> PreTrainedModel:
     """The frozen teacher: eval mode, no gradients on its weights."""
-    model = load_classifier(path)
+    model = load_classifier(path, allow_pickle=allow_pickle)
     model.eval()
     model.requires_grad_(False)
     return model

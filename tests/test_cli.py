@@ -201,3 +201,48 @@ def test_config_file_sets_options_flags_win_and_the_resolved_config_is_saved(tin
     again = tmp_path / "again"
     assert main(["distill", "--teacher", str(tiny_teacher_dir), "--output", str(again), "--config", str(out / "config.yaml"), "--quiet"]) == 0
     assert json.loads((again / "distill_report.json").read_text())["config"] == json.loads((out / "distill_report.json").read_text())["config"]
+
+
+class _Payload:
+    """Unpickling this touches a file: proof that code would have run."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def test_pickled_weights_are_refused_and_never_executed(tiny_teacher_dir, tmp_path, tiny_csv, capsys):
+    import pickle
+    import shutil
+
+    import torch
+
+    from asdfd.models import load_classifier
+
+    evil = tmp_path / "evil"
+    shutil.copytree(tiny_teacher_dir, evil)
+    (evil / "model.safetensors").unlink()
+    marker = tmp_path / "pwned"
+    (evil / "pytorch_model.bin").write_bytes(pickle.dumps({"w": _Payload(str(marker))}))
+    base = ["evaluate", "--model", str(evil), "--data", str(tiny_csv), "--quiet"]
+    assert main(base) == 2 and "--allow-pickle" in capsys.readouterr().err  # refused by default
+    assert main(base + ["--allow-pickle"]) == 2 and "refusing" in capsys.readouterr().err  # tensors only
+    assert main(_distill_args(evil, tmp_path / "s", "--allow-pickle", "true")) == 2 and "refusing" in capsys.readouterr().err
+    assert not marker.exists()
+    live = tmp_path / "live"  # the payload is live: plain unpickling would have run it
+    pickle.loads(pickle.dumps(_Payload(str(live))))
+    assert live.exists()
+
+    # a plain tensor pickle loads with the flag and gives the same model
+    good = tmp_path / "good"
+    shutil.copytree(tiny_teacher_dir, good)
+    (good / "model.safetensors").unlink()
+    reference = load_classifier(tiny_teacher_dir).eval()
+    torch.save(reference.state_dict(), good / "pytorch_model.bin")
+    loaded = load_classifier(good, allow_pickle=True).eval()
+    ids = torch.tensor([[2, 7, 8, 9, 3]])
+    assert torch.allclose(loaded(input_ids=ids).logits, reference(input_ids=ids).logits)

@@ -2,7 +2,8 @@
 
 A synthesizer owns its state (pool, self-supervised head, statistics). The distiller asks it to
 ``synthesize(student)`` a fresh batch now and then (adapted to the student as it is at that moment),
-draws training batches with ``sample(n, student)`` (the student only matters for hard-sample replay), adds ``student_loss`` to the student's objective and
+draws training batches with ``sample(n, student)`` (the student matters for hard-sample replay
+only), adds ``student_loss`` to the student's objective and
 optimises ``parameters()`` together with the student. A new method is one subclass that implements
 ``craft`` and is registered in ``asdfd.synthesizers``.
 """

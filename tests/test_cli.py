@@ -144,7 +144,18 @@ def _bad_cases(teacher, tmp_path, tiny_csv):
     unknown.write_text("student_stepz: 5\n")
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text("student_steps: many\n")
+    from transformers import BertForSequenceClassification, BertModel
+
+    from .conftest import tiny_config
+
+    encoder, regression = tmp_path / "encoder", tmp_path / "regression"
+    BertModel(tiny_config()).save_pretrained(encoder)
+    BertForSequenceClassification(tiny_config(num_labels=1, id2label=None, label2id=None)).save_pretrained(regression)
     return [
+        (_distill_args(encoder, tmp_path / "o15"), "without a classification head"),
+        (_distill_args(regression, tmp_path / "o16"), "regression head"),
+        (_distill_args(teacher, tmp_path / "o17", "--batch-size", "-4"), "batch_size must be"),
+        (_distill_args(teacher, tmp_path / "o18", "--student-layers", "-1"), "between 1 and"),
         (_distill_args(teacher, tmp_path / "o11", "--config", str(broken)), "not valid YAML"),
         (_distill_args(teacher, tmp_path / "o12", "--config", str(unknown)), "unknown key 'student_stepz'"),
         (_distill_args(teacher, tmp_path / "o13", "--config", str(wrong)), "'student_steps' must be an integer"),

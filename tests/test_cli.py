@@ -44,19 +44,19 @@ def _distill_args(teacher, out, *extra):
 
 @pytest.mark.parametrize(
     "method",
-    [["as-dfd"], ["as-dfd", "--trajectory", "false", "--mix", "0"], ["random-text"], ["modified-zskt"], ["modified-dafl"]],
+    [["as-dfd"], ["as-dfd", "--trajectory", "true", "--mix", "0"], ["random-text"], ["modified-zskt"], ["modified-dafl"]],
     ids=lambda m: "-".join(m),
 )
 def test_distill_writes_a_pipeline_loadable_student(tiny_teacher_dir, tmp_path, method, capsys):
     out = tmp_path / "student"
     assert main(_distill_args(tiny_teacher_dir, out, "--method", *method)) == 0
-    method, trajectory = method[0], method == ["as-dfd"]
+    method, trajectory, default_as_dfd = method[0], "--trajectory" in method, method == ["as-dfd"]
     clf = pipeline("text-classification", model=str(out), device="cpu")
     pred = clf("what is the best film")[0]
     assert pred["label"] in {"neg", "neu", "pos"}
     report = json.loads((out / "distill_report.json").read_text())
     assert report["config"]["method"] == method and report["real_data_used"] is False
-    assert report["config"]["mix"] == (0.5 if trajectory else 0.0)  # the method's own default, resolved
+    assert report["config"]["mix"] == (0.5 if default_as_dfd else 0.0)  # the method's own default, resolved
     assert report["student_layers"] == [1, 3]
     assert set(report["wall_time_s"]) >= {"load", "synthesis", "student", "heldout"}
     # with the trajectory, every guessing step's samples (K=2, 1 adversarial, final) are kept

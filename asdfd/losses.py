@@ -6,11 +6,16 @@ import torch
 import torch.nn.functional as F
 
 
+def kd_per_sample(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``tau^2 * KL(softmax(t/tau) || softmax(s/tau))`` for each sample, shape (B,)."""
+    t = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    s = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    return F.kl_div(s, t, log_target=True, reduction="none").sum(-1) * temperature**2
+
+
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``tau^2 * KL(softmax(t/tau) || softmax(s/tau))``, averaged over the batch (0 when equal)."""
-    t = F.log_softmax(teacher_logits / temperature, dim=-1)
-    s = F.log_softmax(student_logits / temperature, dim=-1)
-    return F.kl_div(s, t, log_target=True, reduction="batchmean") * temperature**2
+    """The KD loss averaged over the batch (0 when the logits are equal)."""
+    return kd_per_sample(student_logits, teacher_logits, temperature).mean()
 
 
 def hidden_loss(

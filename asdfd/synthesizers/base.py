@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel
 
 from ..config import DistillConfig
+from ..losses import kd_per_sample
 from ..models import TokenSpace
 
 
@@ -138,9 +139,7 @@ class Synthesizer:
         student.eval()
         s_logits = student(inputs_embeds=cand.embeds, attention_mask=cand.attention_mask).logits
         student.train(was_training)
-        tau = self.cfg.temperature
-        t_logp = F.log_softmax(cand.teacher_logits.float() / tau, -1)
-        kl = (t_logp.exp() * (t_logp - F.log_softmax(s_logits.float() / tau, -1))).sum(-1)
+        kl = kd_per_sample(s_logits, cand.teacher_logits, self.cfg.temperature)
         return cand.index(kl.topk(n).indices)
 
     @torch.no_grad()  # not inference_mode: the student trains on these tensors

@@ -12,7 +12,7 @@ from .config import DistillConfig, TeacherConfig
 from .data import load_dataset
 from .distiller import Distiller
 from .evaluator import evaluate_model
-from .models import build_student, load_classifier, load_tokenizer, resolve_student_layers
+from .models import build_student, load_teacher, load_tokenizer, resolve_student_layers
 from .runtime import check_output_dir
 from .teacher import REPORT_NAME as TEACHER_REPORT
 from .teacher import train_teacher
@@ -46,14 +46,14 @@ def run_demo(data: str, output: Path, cfg: DistillConfig, cache_dir: str | Path 
     t0 = time.perf_counter()
     teacher_dir = cached_teacher(data, cache_dir=cache_dir)
     test = load_dataset(data, "test")
-    teacher = load_classifier(teacher_dir).eval()
+    teacher = load_teacher(teacher_dir)
     tokenizer = load_tokenizer(teacher_dir)
     layers = resolve_student_layers(teacher.config.num_hidden_layers, cfg.student_layers)
     rows = {
         "teacher": evaluate_model(teacher, tokenizer, test, desc="teacher")["accuracy"],
         f"untrained student ({len(layers)} layers)": evaluate_model(build_student(teacher, layers), tokenizer, test, desc="untrained")["accuracy"],
     }
-    result = Distiller(teacher_dir, cfg).run()
+    result = Distiller(teacher_dir, cfg, teacher=teacher, tokenizer=tokenizer).run()
     result.save(output, overwrite=overwrite)
     res = evaluate_model(result.student, tokenizer, test, teacher=teacher, desc="student")
     rows[f"{cfg.method} student ({len(layers)} layers)"] = res["accuracy"]

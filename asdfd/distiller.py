@@ -3,7 +3,8 @@ and ``finetune`` reference synthesizers do, by definition).
 
 Per student step: if the schedule says so, the synthesizer crafts a fresh batch (adapted to the
 student as it is now) into its replay pool; a batch is drawn from the pool; the frozen teacher
-labels it (logits, and hidden states when hidden-state KD is on); the student and any
+labels it in one pass (logits, and hidden states when hidden-state KD is on; samples that already
+carry their logits skip the pass when logits are all it needs); the student and any
 synthesizer-side head take one AdamW step on ``L_kd + lambda_hidden * L_hid + L_synth``.
 """
 
@@ -24,7 +25,7 @@ from .config import DistillConfig, save_config
 from .errors import UserError
 from .losses import hidden_loss, kd_loss
 from .models import TokenSpace, build_student, load_teacher, load_tokenizer, resolve_student_layers
-from .runtime import atomic_dir, check_output_dir, progress, resolve_device, seed_everything, set_threads
+from .runtime import atomic_dir, autocast, check_output_dir, progress, resolve_device, seed_everything, set_threads
 
 REPORT_NAME = "distill_report.json"
 
@@ -48,15 +49,19 @@ class DistillResult:
 
 
 class Distiller:
-    def __init__(self, teacher_dir: str | Path, cfg: DistillConfig):
+    def __init__(self, teacher_dir: str | Path, cfg: DistillConfig, teacher: PreTrainedModel | None = None, tokenizer=None):
+        """``teacher`` and ``tokenizer``, when the caller has them loaded from ``teacher_dir``
+        already (demo, bench), are used as they are instead of being read again."""
         self.cfg = cfg.validate()
         set_threads()
         self.device = resolve_device(cfg.device)
         self.generator = seed_everything(cfg.seed)
         t0 = time.perf_counter()
         self.teacher_dir = str(teacher_dir)
-        self.teacher = load_teacher(teacher_dir, cfg.allow_pickle).to(self.device)
-        self.tokenizer = load_tokenizer(teacher_dir)
+        if teacher is None:
+            teacher = load_teacher(teacher_dir, cfg.allow_pickle)
+        self.teacher = teacher.eval().requires_grad_(False).to(self.device)
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(teacher_dir)
         self.space = TokenSpace.from_teacher(self.teacher, self.tokenizer)
         if cfg.max_len + 2 > self.space.max_positions:
             raise UserError(
@@ -86,37 +91,43 @@ class Distiller:
         sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup * cfg.student_steps), cfg.student_steps)
         return opt, sched
 
+    def teacher_outputs(self, batch, hidden: bool) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        """The teacher's logits on a student batch, and its hidden states when ``hidden``: one
+        teacher pass at most, none when the logits are all the step needs and the batch has them."""
+        if not hidden and batch.teacher_logits is not None:
+            return batch.teacher_logits, None
+        # no_grad, not inference_mode: these tensors are targets in the student's autograd graph
+        with torch.no_grad(), autocast(self.device, self.cfg.precision):
+            out = self.teacher(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask, output_hidden_states=hidden)
+        return out.logits.float(), (out.hidden_states if hidden else None)
+
     def _student_step(self, batch, opt, sched) -> dict[str, float]:
         if self.synth.hard_labels:
             return self._gold_step(batch, opt, sched)
         cfg = self.cfg
         use_hidden = cfg.lambda_hidden > 0
-        if use_hidden:
-            with torch.inference_mode():
-                t_out = self.teacher(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask, output_hidden_states=True)
-            t_logits = t_out.logits.clone()
-            t_hidden = tuple(h.clone() for h in t_out.hidden_states)
-        else:
-            t_logits = batch.teacher_logits
-        s_out = self.student(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask, output_hidden_states=use_hidden)
-        l_kd = kd_loss(s_out.logits, t_logits, cfg.temperature)
-        loss = l_kd
-        logs = {"kd": l_kd.item()}
-        if use_hidden:
-            l_hid = hidden_loss(s_out.hidden_states, t_hidden, self.layers, batch.attention_mask)
-            loss = loss + cfg.lambda_hidden * l_hid
-            logs["hidden"] = l_hid.item()
-        l_syn = self.synth.student_loss(self.student, batch)
-        if l_syn is not None:
-            loss = loss + l_syn
-            logs["ss"] = l_syn.item()
+        t_logits, t_hidden = self.teacher_outputs(batch, use_hidden)
+        with autocast(self.device, cfg.precision):
+            s_out = self.student(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask, output_hidden_states=use_hidden)
+            l_kd = kd_loss(s_out.logits, t_logits, cfg.temperature)
+            loss = l_kd
+            logs = {"kd": l_kd.item()}
+            if use_hidden:
+                l_hid = hidden_loss(s_out.hidden_states, t_hidden, self.layers, batch.attention_mask)
+                loss = loss + cfg.lambda_hidden * l_hid
+                logs["hidden"] = l_hid.item()
+            l_syn = self.synth.student_loss(self.student, batch)
+            if l_syn is not None:
+                loss = loss + l_syn
+                logs["ss"] = l_syn.item()
         self._update(loss, opt, sched)
         return logs
 
     def _gold_step(self, batch, opt, sched) -> dict[str, float]:
         """The ``finetune`` reference: cross-entropy on gold labels, no teacher."""
-        logits = self.student(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask).logits
-        loss = torch.nn.functional.cross_entropy(logits, batch.targets)
+        with autocast(self.device, self.cfg.precision):
+            logits = self.student(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask).logits
+        loss = torch.nn.functional.cross_entropy(logits.float(), batch.targets)
         self._update(loss, opt, sched)
         return {"ce": loss.item()}
 
@@ -180,7 +191,7 @@ class Distiller:
         self.student.eval()
         for start in range(0, n, self.cfg.batch_size):
             batch = self.synth.craft(min(self.cfg.batch_size, n - start), self.student)
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast(self.device, self.cfg.precision):
                 s_logits = self.student(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask).logits
             agree += int((s_logits.argmax(-1) == batch.teacher_logits.argmax(-1)).sum())
             total += len(batch)

@@ -30,11 +30,11 @@ def hidden_loss(
     and teacher layer ``layers[j]`` is index ``layers[j] + 1``. Each term is divided by the teacher
     layer's mean square so that layers of different scale weigh alike.
     """
-    mask = attention_mask.unsqueeze(-1).to(student_hidden[0].dtype)
+    mask = attention_mask.unsqueeze(-1).float()
     n = mask.sum() * student_hidden[0].shape[-1]
-    total = student_hidden[0].new_zeros(())
+    total = mask.new_zeros(())
     for j, t_layer in enumerate(layers):
-        s, t = student_hidden[j + 1], teacher_hidden[t_layer + 1]
+        s, t = student_hidden[j + 1].float(), teacher_hidden[t_layer + 1].float()
         err = ((s - t) ** 2 * mask).sum() / n
         scale = ((t**2) * mask).sum() / n
         total = total + err / scale.clamp_min(1e-6)

@@ -28,6 +28,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """bf16 autocast for forward passes on ``device`` when ``precision`` is bf16; weights, optimiser
+    state and losses stay fp32. At fp32 it is a no-op context."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     np.random.seed(seed)

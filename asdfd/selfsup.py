@@ -34,7 +34,7 @@ class ReplacedTokenDetection(nn.Module):
         ordinary = self.space.ordinary
         ids = ordinary[torch.randint(len(ordinary), (B, T), generator=generator)]
         corrupt = torch.where(replaced.unsqueeze(-1), self.space.embeddings[ids].to(embeds), embeds)
-        logits = self.head(last_hidden(student, corrupt, attn)).squeeze(-1)
+        logits = self.head(last_hidden(student, corrupt, attn)).squeeze(-1).float()
         return F.binary_cross_entropy_with_logits(logits[slot], replaced[slot].float())
 
 
@@ -53,7 +53,7 @@ class ShuffleDetection(nn.Module):
         keys = torch.where(slot & shuffled[:, None], 1 + torch.rand(B, T, generator=generator).to(embeds.device) * length, pos)
         order = keys.argsort(dim=1)
         mixed = embeds.gather(1, order.unsqueeze(-1).expand_as(embeds))
-        logits = self.head(last_hidden(student, mixed, attn)[:, 0]).squeeze(-1)
+        logits = self.head(last_hidden(student, mixed, attn)[:, 0]).squeeze(-1).float()
         return F.binary_cross_entropy_with_logits(logits, shuffled.float())
 
 

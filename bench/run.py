@@ -29,7 +29,7 @@ from asdfd.demo import cached_teacher
 from asdfd.distiller import Distiller
 from asdfd.errors import UserError
 from asdfd.evaluator import evaluate_model
-from asdfd.models import build_student, load_classifier, load_tokenizer, resolve_student_layers
+from asdfd.models import build_student, load_teacher, load_tokenizer, resolve_student_layers
 from asdfd.synthesizers import REGISTRY
 
 from .report import summarize
@@ -70,7 +70,7 @@ def expand(names: str, variants: dict, groups: dict[str, list[str]]) -> list[str
 
 def run_cell(dataset: str, variant: str, overrides: dict | None, seed: int, extra: dict, teacher_cfg: TeacherConfig) -> dict:
     teacher_dir = cached_teacher(dataset, teacher_cfg)
-    teacher = load_classifier(teacher_dir).eval()
+    teacher = load_teacher(teacher_dir)
     tokenizer = load_tokenizer(teacher_dir)
     splits = {s: load_dataset(dataset, s) for s in ("validation", "test")}
     settings = {**(overrides or {}), **extra}
@@ -90,7 +90,7 @@ def run_cell(dataset: str, variant: str, overrides: dict | None, seed: int, extr
         layers = resolve_student_layers(teacher.config.num_hidden_layers, cfg.student_layers)
         student, report = build_student(teacher, layers).eval(), {}
     else:
-        result = Distiller(teacher_dir, cfg).run(on_step=on_step)
+        result = Distiller(teacher_dir, cfg, teacher=teacher, tokenizer=tokenizer).run(on_step=on_step)
         student, report = result.student, result.report
     wall = time.perf_counter() - t0
     evals = {s: evaluate_model(student, tokenizer, d, teacher=teacher, desc=s) for s, d in splits.items()}

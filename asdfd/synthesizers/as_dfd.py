@@ -89,7 +89,8 @@ class ASDFD(Synthesizer):
         slot_z = c.slot[:, 1 : cfg.max_len + 1].float()
         loss = (ce * active).mean() + cfg.lambda_norm * self.norm_penalty(c.z, slot_z)
         if adversarial:
-            loss = loss - cfg.lambda_adv * self.task.loss(student, x, c.slot, c.attn, self.generator)
+            with self.autocast():
+                loss = loss - cfg.lambda_adv * self.task.loss(student, x, c.slot, c.attn, self.generator)
         (grad,) = torch.autograd.grad(loss, [c.z])
         c.z.grad = grad * active[:, None, None]
         c.opt.step()

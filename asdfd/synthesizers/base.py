@@ -19,6 +19,7 @@ from transformers import PreTrainedModel
 from ..config import DistillConfig
 from ..losses import kd_per_sample
 from ..models import TokenSpace
+from ..runtime import autocast
 
 
 @dataclass
@@ -29,20 +30,30 @@ class PseudoBatch:
     attention_mask: torch.Tensor  # (B, T)
     slot: torch.Tensor  # (B, T) bool: positions holding pseudo tokens (not CLS/SEP/pad)
     targets: torch.Tensor  # (B,) class the sample was crafted toward, -1 if none
-    teacher_logits: torch.Tensor  # (B, C) teacher logits on the final samples
+    # (B, C) teacher logits on these samples; None where nobody has run the teacher on them yet
+    # (mixtures, real text): the distiller then runs it once, together with the hidden states
+    teacher_logits: torch.Tensor | None
 
     def __len__(self) -> int:
         return self.embeds.shape[0]
 
+    def _map(self, fn) -> PseudoBatch:
+        return PseudoBatch(**{f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name)) for f in fields(self)})
+
     def to(self, device: torch.device) -> PseudoBatch:
-        return PseudoBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return self._map(lambda t: t.to(device))
+
+    def index(self, idx: torch.Tensor) -> PseudoBatch:
+        return self._map(lambda t: t[idx])
 
     @staticmethod
     def concat(batches: list[PseudoBatch]) -> PseudoBatch:
-        return PseudoBatch(**{f.name: torch.cat([getattr(b, f.name) for b in batches]) for f in fields(PseudoBatch)})
+        """One batch of all rows; its teacher logits are None unless every part has them."""
+        def cat(name: str) -> torch.Tensor | None:
+            parts = [getattr(b, name) for b in batches]
+            return None if any(p is None for p in parts) else torch.cat(parts)
 
-    def index(self, idx: torch.Tensor) -> PseudoBatch:
-        return PseudoBatch(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+        return PseudoBatch(**{f.name: cat(f.name) for f in fields(PseudoBatch)})
 
 
 class ReplayPool:
@@ -56,6 +67,7 @@ class ReplayPool:
         self.cursor = 0
 
     def add(self, batch: PseudoBatch) -> None:
+        assert batch.teacher_logits is not None, "pooled samples carry their teacher logits"
         batch = batch.to(torch.device("cpu"))
         if self.store is None:
             self.store = PseudoBatch(
@@ -137,7 +149,8 @@ class Synthesizer:
         """Keep the ``n`` candidates with the largest KL(teacher || student) at the KD temperature."""
         was_training = student.training
         student.eval()
-        s_logits = student(inputs_embeds=cand.embeds, attention_mask=cand.attention_mask).logits
+        with self.autocast():
+            s_logits = student(inputs_embeds=cand.embeds, attention_mask=cand.attention_mask).logits
         student.train(was_training)
         kl = kd_per_sample(s_logits, cand.teacher_logits, self.cfg.temperature)
         return cand.index(kl.topk(n).indices)
@@ -146,8 +159,9 @@ class Synthesizer:
     def splice(self, batch: PseudoBatch, n_mix: int) -> PseudoBatch:
         """Replace the first ``n_mix`` samples with token-level mixtures of two pool samples: each
         pseudo token of sample a is swapped, with probability lam ~ U(0, 1), for sample b's token at
-        the same position (where b has one). Tokens stay the pool's tokens, and the teacher's labels
-        of the mixtures (recomputed here) fall between the parents' classes."""
+        the same position (where b has one). Tokens stay the pool's tokens; the mixtures carry no
+        teacher logits, so the distiller labels the whole batch in its one teacher pass, and their
+        labels fall between the parents' classes."""
         other = self.pool.sample(n_mix).to(self.device)
         a = batch.index(torch.arange(n_mix, device=batch.embeds.device))
         lam = torch.rand(n_mix, 1, generator=self.generator).to(self.device)
@@ -157,8 +171,7 @@ class Synthesizer:
         take[:, :width] &= a.slot[:, :width] & other.slot[:, :width]
         embeds = a.embeds.clone()
         embeds[:, :width][take[:, :width]] = other.embeds[:, :width][take[:, :width]]
-        logits = self.teacher_logits(embeds, a.attention_mask)
-        mixed = PseudoBatch(embeds, a.attention_mask, a.slot, torch.full_like(a.targets, -1), logits)
+        mixed = PseudoBatch(embeds, a.attention_mask, a.slot, torch.full_like(a.targets, -1), None)
         rest = batch.index(torch.arange(n_mix, len(batch), device=batch.embeds.device))
         return PseudoBatch.concat([mixed, rest])
 
@@ -194,8 +207,13 @@ class Synthesizer:
     def token_embeddings(self, ids: torch.Tensor) -> torch.Tensor:
         return self.space.embeddings[ids].to(self.device)
 
+    def autocast(self):
+        """The run's mixed-precision context for forward passes (a no-op at fp32)."""
+        return autocast(self.device, self.cfg.precision)
+
     def teacher_logits(self, embeds: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
-        return self.teacher(inputs_embeds=embeds, attention_mask=attn).logits
+        with self.autocast():
+            return self.teacher(inputs_embeds=embeds, attention_mask=attn).logits.float()
 
     def _record(self, batch: PseudoBatch) -> None:
         probs = F.softmax(batch.teacher_logits.float(), dim=-1).cpu()

@@ -55,8 +55,9 @@ class GeneratorSynthesizer(Synthesizer):
         was_training = student.training
         student.eval()
         for _ in range(self.cfg.generator_steps):
-            x, slot, attn = self._generate(n)
-            loss = self.generator_loss(x, attn, student)
+            with self.autocast():
+                x, slot, attn = self._generate(n)
+                loss = self.generator_loss(x, attn, student).float()
             grads = torch.autograd.grad(loss, list(self.net.parameters()))
             for p, g in zip(self.net.parameters(), grads, strict=True):
                 p.grad = g

@@ -52,23 +52,15 @@ class RealKD(Synthesizer):
         slot = attn.bool() & ~torch.isin(ids, self.special)
         embeds = self.token_embeddings(ids)
         attn, slot, targets = attn.to(self.device), slot.to(self.device), self.labels[idx].to(self.device)
-        with torch.inference_mode():
-            logits = self.teacher_logits(embeds, attn) if not self.hard_labels else torch.zeros(n, self.num_labels, device=self.device)
-        return PseudoBatch(embeds, attn, slot, targets, logits.clone())
+        # no teacher pass here: the distiller labels the batch in the pass it makes anyway
+        return PseudoBatch(embeds, attn, slot, targets, None)
 
     # real text needs no pool: every student batch is the next slice of the training set
     def synthesize(self, student: PreTrainedModel) -> None:
         return None
 
     def sample(self, n: int, student: PreTrainedModel | None = None) -> PseudoBatch:
-        batch = self.craft(n, None)
-        if not self.hard_labels:
-            self._record(batch)
-        return batch
+        return self.craft(n, None)
 
     def stats(self) -> dict:
-        out = {"real_train_texts": len(self.ids), "real_samples_seen": self.seen, "epochs": self.seen / len(self.ids)}
-        if not self.hard_labels:
-            out.update(super().stats())
-            del out["pseudo_samples"], out["pooled_samples"]
-        return out
+        return {"real_train_texts": len(self.ids), "real_samples_seen": self.seen, "epochs": self.seen / len(self.ids)}

@@ -49,6 +49,7 @@ class PseudoBatch:
     @staticmethod
     def concat(batches: list[PseudoBatch]) -> PseudoBatch:
         """One batch of all rows; its teacher logits are None unless every part has them."""
+
         def cat(name: str) -> torch.Tensor | None:
             parts = [getattr(b, name) for b in batches]
             return None if any(p is None for p in parts) else torch.cat(parts)

@@ -26,7 +26,9 @@ class DistillConfig:
     seed: int = 0
     device: str = "auto"
     allow_pickle: bool = False  # read a teacher's pytorch_model.bin (tensors only) when it has no safetensors
-    precision: str = "fp32"  # fp32 | bf16: bf16 autocast for every teacher and student forward pass
+    # auto | fp32 | bf16: bf16 autocast for every teacher and student forward pass; auto picks bf16
+    # where the hardware has it (resolved by validate(), so saved configs hold what ran)
+    precision: str = "auto"
 
     # budget
     student_steps: int = 600
@@ -106,10 +108,14 @@ class DistillConfig:
             raise UserError(f"temperature must be > 0, got {self.temperature}")
         if not 0.0 < self.ss_ratio < 1.0:
             raise UserError(f"ss_ratio must be in (0, 1), got {self.ss_ratio}")
-        if self.precision not in ("fp32", "bf16"):
-            raise UserError(f"precision '{self.precision}' is not one of fp32, bf16")
         if self.device not in ("auto", "cpu", "cuda"):
             raise UserError(f"device '{self.device}' is not one of auto, cpu, cuda")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise UserError(f"precision '{self.precision}' is not one of auto, fp32, bf16")
+        if self.precision == "auto":
+            from .runtime import resolve_device, resolve_precision
+
+            self.precision = resolve_precision("auto", resolve_device(self.device))
         return self
 
     def to_dict(self) -> dict[str, Any]:

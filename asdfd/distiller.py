@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from . import synthesizers
@@ -28,6 +29,7 @@ from .models import TokenSpace, build_student, load_teacher, load_tokenizer, res
 from .runtime import atomic_dir, autocast, check_output_dir, progress, resolve_device, seed_everything, set_threads
 
 REPORT_NAME = "distill_report.json"
+MAX_BAD_STEPS = 20  # consecutive non-finite student steps that stop a run
 
 
 @dataclass
@@ -73,6 +75,7 @@ class Distiller:
         self.student = build_student(self.teacher, self.layers).to(self.device)
         self.synth = synthesizers.build(cfg.method, self.teacher, self.space, cfg, self.device, self.generator)
         self.times = {"load": time.perf_counter() - t0, "synthesis": 0.0, "student": 0.0, "heldout": 0.0}
+        self.skipped_steps = self.bad_in_a_row = 0
 
     def _optimizer(self) -> tuple[torch.optim.Optimizer, object]:
         cfg = self.cfg
@@ -132,9 +135,26 @@ class Distiller:
         return {"ce": loss.item()}
 
     def _update(self, loss: torch.Tensor, opt, sched) -> None:
+        """One optimiser step, or none when the loss or the gradient is not finite: the step is
+        skipped and counted, and ``MAX_BAD_STEPS`` skipped in a row stop the run."""
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], self.cfg.grad_clip)
+        finite = bool(torch.isfinite(loss))
+        if finite:
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], self.cfg.grad_clip)
+            finite = bool(torch.isfinite(norm))
+        if not finite:
+            opt.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+            self.bad_in_a_row += 1
+            tqdm.write(f"warning: non-finite {'loss' if not torch.isfinite(loss) else 'gradient'}; student step skipped")
+            if self.bad_in_a_row >= MAX_BAD_STEPS:
+                raise UserError(
+                    f"training diverged: {self.bad_in_a_row} student steps in a row had a non-finite loss or gradient; "
+                    "nothing was saved; lower --lr or pass --precision fp32"
+                )
+            return
+        self.bad_in_a_row = 0
         opt.step()
         sched.step()
 
@@ -178,6 +198,7 @@ class Distiller:
             "synthesis": self.synth.stats(),
             "heldout_pseudo_agreement": agreement,
             "final_losses": logs,
+            "skipped_steps": self.skipped_steps,  # non-finite loss or gradient
             "real_data_used": self.synth.needs_data,
         }
         return DistillResult(self.student, self.tokenizer, report)

@@ -28,6 +28,24 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Does ``device`` do bf16 arithmetic in hardware (CUDA with bf16; x86 with AVX512-BF16 or AMX)?"""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``auto``: bf16 where the hardware has it, fp32 elsewhere (emulated bf16 is slower)."""
+    if name == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return name
+
+
 def autocast(device: torch.device, precision: str) -> torch.autocast:
     """bf16 autocast for forward passes on ``device`` when ``precision`` is bf16; weights, optimiser
     state and losses stay fp32. At fp32 it is a no-op context."""

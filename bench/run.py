@@ -4,11 +4,13 @@
     python -m bench --variants ablations --datasets trec --seeds 0
     python -m bench --quick                           # smoke profile, under 10 minutes on 2 CPU cores
     python -m bench --summary                         # rebuild the table and plots from the cells
+    python -m bench --speed                           # the speed benchmark (bench/speed.py)
 
 Variants and groups of them are in bench/variants.yaml. Teachers are the demo's cached teachers
 (MiniLM-L6 fine-tuned per dataset, trained on first use). Students are judged on the validation
 split (for choosing settings) and the test split (for reporting); a test-accuracy curve over
-student steps is recorded for every distilled cell.
+student steps is recorded for every distilled cell. Cells run at fp32 unless a variant sets
+``precision``: the package default (``auto``) depends on the machine's bf16 support, a table must not.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from asdfd.models import build_student, load_teacher, load_tokenizer, resolve_st
 from asdfd.synthesizers import REGISTRY
 
 from .report import summarize
+from .speed import SECTIONS, run_speed
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -73,7 +76,7 @@ def run_cell(dataset: str, variant: str, overrides: dict | None, seed: int, extr
     teacher = load_teacher(teacher_dir)
     tokenizer = load_tokenizer(teacher_dir)
     splits = {s: load_dataset(dataset, s) for s in ("validation", "test")}
-    settings = {**(overrides or {}), **extra}
+    settings = {"precision": "fp32", **(overrides or {}), **extra}
     if REGISTRY[settings.get("method", DistillConfig.method)].needs_data:
         settings["data"] = dataset  # the references read this dataset's train split
     cfg = DistillConfig(seed=seed, **settings).validate()
@@ -124,6 +127,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="smoke profile (trec, 4 methods, 1 seed, 100 steps) into bench/results/quick")
     ap.add_argument("--results", type=Path, default=None, help="results folder (default: bench/results)")
     ap.add_argument("--summary", action="store_true", help="only rebuild the summary table and plots")
+    ap.add_argument("--speed", action="store_true", help="run the speed benchmark instead (bench/speed.py) into RESULTS/speed.{json,md}")
+    ap.add_argument("--sections", default=",".join(SECTIONS), help=f"speed sections to run (default: {','.join(SECTIONS)})")
+    ap.add_argument("--reps", type=int, default=7, help="speed: repetitions per timing (medians are reported)")
+    ap.add_argument("--fresh", action="store_true", help="speed: rerun sections already in speed.json")
     ap.add_argument("--config", default=None, help="YAML file of these options by name (lists as strings: seeds: '0,1,2'); flags win")
     pre, _ = ap.parse_known_args(argv)
     if pre.config:
@@ -138,6 +145,12 @@ def main(argv: list[str] | None = None) -> None:
         overrides, teacher_cfg, results = QUICK["overrides"], TeacherConfig(**QUICK["teacher"]), args.results or QUICK["results"]
     if args.summary:
         summarize(results)
+        return
+    if args.speed:
+        unknown = sorted(set(args.sections.split(",")) - set(SECTIONS))
+        if unknown:
+            raise SystemExit(f"bench: error: unknown speed sections {unknown}; choose from {','.join(SECTIONS)}")
+        run_speed(results, args.sections.split(","), args.reps, args.fresh)
         return
     variants, groups = load_variants()
     extra = {**overrides, **{k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}}

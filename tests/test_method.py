@@ -312,3 +312,38 @@ def test_hard_replay_keeps_the_samples_the_student_matches_worst(tiny_teacher_di
     assert len(hard) == 8 and per_sample_kl(hard).mean() > per_sample_kl(uniform).mean()
     everything = synth.pool.store.index(torch.arange(synth.pool.size))
     assert per_sample_kl(hard).min() >= per_sample_kl(everything).median()
+
+
+def test_non_finite_steps_are_skipped_and_persistent_divergence_stops_the_run(tiny_teacher_dir, monkeypatch, tmp_path):
+    import asdfd.distiller as dist
+    from asdfd.errors import UserError
+
+    real = dist.kd_loss
+    calls = {"n": 0}
+
+    def sometimes_nan(*a, **kw):
+        calls["n"] += 1
+        out = real(*a, **kw)
+        return out * float("nan") if calls["n"] in (2, 3) else out
+
+    monkeypatch.setattr(dist, "kd_loss", sometimes_nan)
+    result = dist.distill(tiny_teacher_dir, None, tiny_distill_config(student_steps=6))
+    assert result.report["skipped_steps"] == 2
+    assert all(torch.isfinite(p).all() for p in result.student.parameters())
+
+    monkeypatch.setattr(dist, "kd_loss", lambda *a, **kw: real(*a, **kw) * float("inf"))
+    with pytest.raises(UserError, match="diverged"):
+        dist.distill(tiny_teacher_dir, tmp_path / "out", tiny_distill_config(student_steps=dist.MAX_BAD_STEPS + 5))
+    assert not (tmp_path / "out").exists()
+
+
+def test_auto_precision_resolves_to_what_the_hardware_has(monkeypatch):
+    import asdfd.runtime as rt
+    from asdfd.config import DistillConfig
+
+    monkeypatch.setattr(rt, "native_bf16", lambda device: True)
+    assert DistillConfig(device="cpu").validate().precision == "bf16"
+    monkeypatch.setattr(rt, "native_bf16", lambda device: False)
+    cfg = DistillConfig(device="cpu").validate()
+    assert cfg.precision == "fp32" and cfg.to_dict()["precision"] == "fp32"  # saved configs hold what ran
+    assert DistillConfig(device="cpu", precision="bf16").validate().precision == "bf16"

@@ -1,0 +1,304 @@
+"""Speed benchmark: synthesis against its compute floor, student vs teacher, inference, memory, scaling.
+
+    python -m bench --speed                  # every section into bench/results/speed.{json,md}
+    python -m bench --speed --sections inference,synthesis
+
+Sections (each stored as soon as it finishes; a rerun skips finished ones unless --fresh):
+  synthesis  K teacher forward+backward passes w.r.t. the inputs for one pseudo batch (the floor)
+             against asdfd's crafting of that batch, interleaved in one process, per precision
+  training   one student step of the distiller against one teacher fine-tuning step, same batch shape
+  inference  teacher vs student, batch 1 and 32, sequence length 64: latency, throughput, size
+  distill    `asdfd distill` in child processes: a default run (peak RSS) and 1x/2x/4x budgets
+             (pseudo samples and student steps scaled together) for linearity
+Every figure is a median over repetitions; ratios are taken between figures of the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from asdfd.config import DistillConfig
+from asdfd.data import load_dataset
+from asdfd.demo import cached_teacher
+from asdfd.distiller import REPORT_NAME, Distiller
+from asdfd.models import build_student, load_classifier, load_teacher, load_tokenizer, resolve_student_layers
+from asdfd.runtime import autocast, set_threads
+
+SECTIONS = ("synthesis", "training", "inference", "distill")
+PRECISIONS = ("fp32", "bf16")
+SCALE_BASE = {"pseudo_samples": 384, "student_steps": 75}  # the default's 3072 : 600, an eighth of it
+
+
+def median_time(fn: Callable[[], object], reps: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def interleaved(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
+    """Median seconds of each function, run in turn so that machine noise hits them alike."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def synthesis(teacher_dir: Path, reps: int) -> dict:
+    out = {p: synthesis_at(teacher_dir, p, reps) for p in PRECISIONS}
+    for p, r in out.items():
+        print(f"synthesis {p}: {r}", flush=True)
+    return out
+
+
+def synthesis_at(teacher_dir: Path, precision: str, reps: int) -> dict:
+    d = Distiller(teacher_dir, DistillConfig(precision=precision))
+    cfg, synth, student = d.cfg, d.synth, d.student.eval()
+    passes = cfg.guess_steps + cfg.adv_steps
+    n = cfg.batch_size
+    probe = synth.craft(n, student)  # a batch of the crafted shape for the floor
+
+    def floor() -> None:
+        x = probe.embeds.clone().requires_grad_(True)
+        for _ in range(passes):
+            with autocast(d.device, precision):
+                logits = d.teacher(inputs_embeds=x, attention_mask=probe.attention_mask).logits
+                loss = F.cross_entropy(logits.float(), probe.targets)
+            (g,) = torch.autograd.grad(loss, [x])
+            x = (x - 1e-3 * g).detach().requires_grad_(True)
+
+    t = interleaved({"floor": floor, "craft": lambda: synth.craft(n, student)}, reps)
+    return {
+        "batch": n,
+        "tokens": probe.embeds.shape[1],
+        "teacher_passes": passes,
+        "floor_s": round(t["floor"], 4),
+        "craft_s": round(t["craft"], 4),
+        "ratio": round(t["craft"] / t["floor"], 3),
+    }
+
+
+def training(teacher_dir: Path, reps: int) -> dict:
+    out = {p: training_at(teacher_dir, p, reps) for p in PRECISIONS}
+    for p, r in out.items():
+        print(f"training {p}: {r}", flush=True)
+    return out
+
+
+def training_at(teacher_dir: Path, precision: str, reps: int) -> dict:
+    """A distiller student step (pool draw, teacher pass, student forward/backward, AdamW) against a
+    teacher fine-tuning step (forward/backward, AdamW) on real text padded to the same shape."""
+    d = Distiller(teacher_dir, DistillConfig(precision=precision))
+    opt, sched = d._optimizer()
+    for _ in range(4):
+        d.synth.synthesize(d.student)
+    d.student.train()
+    n, width = d.cfg.batch_size, d.cfg.max_len + 2
+    teacher = load_classifier(teacher_dir).to(d.device).train()
+    t_opt = torch.optim.AdamW(teacher.parameters(), lr=1e-5)
+    texts = load_dataset("trec", "train").texts[:n]
+    enc = d.tokenizer(texts, padding="max_length", truncation=True, max_length=width, return_tensors="pt")
+    labels = torch.zeros(n, dtype=torch.long)
+
+    def teacher_step() -> None:
+        with autocast(d.device, precision):
+            loss = teacher(**enc, labels=labels).loss
+        t_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        t_opt.step()
+
+    def student_step() -> None:
+        d._student_step(d.synth.sample(n, d.student), opt, sched)
+
+    t = interleaved({"teacher": teacher_step, "student": student_step}, reps)
+    return {
+        "batch": n,
+        "tokens": width,
+        "teacher_train_step_s": round(t["teacher"], 4),
+        "student_distill_step_s": round(t["student"], 4),
+        "ratio": round(t["student"] / t["teacher"], 3),
+    }
+
+
+def forward_fn(model, enc: dict, precision: str) -> Callable[[], None]:
+    def f() -> None:
+        with torch.inference_mode(), autocast(torch.device("cpu"), precision):
+            model(**enc)
+
+    return f
+
+
+def inference(teacher_dir: Path, reps: int) -> dict:
+    teacher = load_teacher(teacher_dir)
+    tokenizer = load_tokenizer(teacher_dir)
+    layers = resolve_student_layers(teacher.config.num_hidden_layers, DistillConfig.student_layers)
+    models = {"teacher": teacher, "student": build_student(teacher, layers).eval()}
+    texts = load_dataset("trec", "test").texts
+    out: dict = {"sequence_length": 64, "student_layers": layers}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, model in models.items():
+            model.save_pretrained(Path(tmp) / name, safe_serialization=True)
+            size = sum(f.stat().st_size for f in (Path(tmp) / name).glob("*.safetensors"))
+            out[name] = {"parameters": sum(p.numel() for p in model.parameters()), "file_mb": round(size / 2**20, 1)}
+    for batch in (1, 32):
+        enc = dict(tokenizer(texts[:batch], padding="max_length", truncation=True, max_length=64, return_tensors="pt"))
+        for precision in PRECISIONS:
+            fns = {name: forward_fn(m, enc, precision) for name, m in models.items()}
+            t = interleaved(fns, reps * (4 if batch == 1 else 1))
+            for name in models:
+                out[name][f"b{batch}_{precision}"] = {"latency_ms": round(1e3 * t[name], 2), "throughput_per_s": round(batch / t[name], 1)}
+            key = f"student_speedup_b{batch}_{precision}"
+            out[key] = round(t["teacher"] / t["student"], 3)
+            print(f"inference batch {batch} {precision}: student {out[key]}x the teacher's throughput", flush=True)
+    out["onnx"] = None  # no ONNX export yet
+    return out
+
+
+def distill_child(teacher_dir: Path, settings: dict) -> dict:
+    """``asdfd distill`` in a child process: its own peak RSS (wait4) and wall time."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "asdfd", "distill", "--teacher", str(teacher_dir), "--output", f"{tmp}/student", "--quiet"]
+        for k, v in settings.items():
+            cmd += [f"--{k.replace('_', '-')}", str(v)]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        if status != 0:
+            raise SystemExit(f"distill child failed ({status}): {' '.join(cmd)}")
+        report = json.loads((Path(tmp) / "student" / REPORT_NAME).read_text())
+    phases = report["wall_time_s"]
+    return {
+        "settings": settings,
+        "process_wall_s": round(wall, 1),
+        "distill_wall_s": round(sum(phases.values()), 1),
+        "phase_s": phases,
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux reports KiB
+    }
+
+
+def distill_runs(teacher_dir: Path, done: dict, save: Callable[[dict], None]) -> dict:
+    runs = dict(done)
+    plan = {"default": {}} | {f"scale{k}x": {key: v * k for key, v in SCALE_BASE.items()} for k in (1, 2, 4)}
+    for name, settings in plan.items():
+        if name in runs:
+            continue
+        runs[name] = distill_child(teacher_dir, settings)
+        print(f"distill {name}: {runs[name]}", flush=True)
+        save(runs)
+    base = runs["scale1x"]
+    for k in (2, 4):
+        r = runs[f"scale{k}x"]
+        r["time_ratio"] = round(r["distill_wall_s"] / base["distill_wall_s"], 3)
+        r["synthesis_ratio"] = round(r["phase_s"]["synthesis"] / base["phase_s"]["synthesis"], 3)
+    return runs
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpu": cpu or platform.processor(),
+        "cores_usable": len(os.sched_getaffinity(0)),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "platform": platform.platform(),
+    }
+
+
+def run_speed(results: Path, sections: list[str], reps: int, fresh: bool) -> dict:
+    set_threads()
+    path = results / "speed.json"
+    data = {} if fresh or not path.is_file() else json.loads(path.read_text())
+    teacher_dir = cached_teacher("trec")
+    data["teacher"] = str(teacher_dir.name)
+
+    def save(section: str, value: dict) -> None:
+        data[section] = value
+        data.setdefault("machine", {})[section] = machine()
+        results.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.rename(path)
+
+    for section in sections:
+        if section in data and section != "distill":
+            print(f"skip {section} (done; --fresh reruns it)")
+            continue
+        if section == "synthesis":
+            save(section, synthesis(teacher_dir, reps))
+        elif section == "training":
+            save(section, training(teacher_dir, reps))
+        elif section == "inference":
+            save(section, inference(teacher_dir, reps))
+        elif section == "distill":
+            save(section, distill_runs(teacher_dir, data.get("distill", {}), lambda runs: save("distill", runs)))
+    (results / "speed.md").write_text(speed_table(data))
+    print(f"wrote {path} and {results / 'speed.md'}")
+    return data
+
+
+def speed_table(data: dict) -> str:
+    lines = ["# Speed (python -m bench --speed)", ""]
+    for section, m in data.get("machine", {}).items():
+        lines.append(f"- {section}: {m['cpu']}, {m['cores_usable']} cores, {m['torch_threads']} torch threads, torch {m['torch']}")
+    if "synthesis" in data:
+        lines += ["", "## Synthesis against its floor (one pseudo batch)", "", "| precision | floor s | craft s | ratio |", "|---|---|---|---|"]
+        for p, r in data["synthesis"].items():
+            lines.append(f"| {p} | {r['floor_s']:.3f} | {r['craft_s']:.3f} | {r['ratio']:.2f} |")
+        r = next(iter(data["synthesis"].values()))
+        lines.append(f"\nFloor: {r['teacher_passes']} teacher forward+backward passes w.r.t. the inputs, batch {r['batch']} x {r['tokens']} tokens.")
+    if "training" in data:
+        lines += ["", "## Training steps", "", "| precision | teacher fine-tuning step s | student distillation step s | ratio |"]
+        lines.append("|---|---|---|---|")
+        for p, r in data["training"].items():
+            lines.append(f"| {p} | {r['teacher_train_step_s']:.3f} | {r['student_distill_step_s']:.3f} | {r['ratio']:.2f} |")
+    if "inference" in data:
+        inf = data["inference"]
+        lines += ["", f"## Inference (sequence length {inf['sequence_length']}, PyTorch eager)", ""]
+        lines += ["| model | parameters | file MB | setting | latency ms | throughput /s |", "|---|---|---|---|---|---|"]
+        for name in ("teacher", "student"):
+            r = inf[name]
+            for key, v in r.items():
+                if key.startswith("b"):
+                    lines.append(f"| {name} | {r['parameters'] / 1e6:.1f}M | {r['file_mb']} | {key} | {v['latency_ms']} | {v['throughput_per_s']} |")
+        for key, v in inf.items():
+            if key.startswith("student_speedup"):
+                lines.append(f"\n{key}: {v:.2f}x")
+        lines.append(f"\nONNX: {'not exported yet' if inf.get('onnx') is None else inf['onnx']}")
+    if "distill" in data:
+        lines += ["", "## asdfd distill in a child process", ""]
+        lines.append("| run | settings | distill s | synthesis s | peak RSS MB | time ratio | synthesis ratio |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for name, r in data["distill"].items():
+            s = ", ".join(f"{k}={v}" for k, v in r["settings"].items()) or "defaults"
+            lines.append(
+                f"| {name} | {s} | {r['distill_wall_s']} | {r['phase_s']['synthesis']:.1f} | {r['peak_rss_mb']} | "
+                f"{r.get('time_ratio', '')} | {r.get('synthesis_ratio', '')} |"
+            )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,37 @@
+"""The speed benchmark's measurements, run on a tiny random teacher (numbers are meaningless here;
+what is checked is that each section measures what it says)."""
+
+from __future__ import annotations
+
+from bench.speed import distill_child, inference, speed_table, synthesis_at, training_at
+
+
+def test_synthesis_and_training_sections(tiny_teacher_dir):
+    syn = synthesis_at(tiny_teacher_dir, "fp32", reps=1)
+    assert syn["teacher_passes"] == 5 + 1 and syn["tokens"] == 24 + 2  # package defaults: K=5, 1 adversarial step
+    assert syn["floor_s"] > 0 and abs(syn["ratio"] - syn["craft_s"] / syn["floor_s"]) < 0.05 * syn["ratio"]
+    train = training_at(tiny_teacher_dir, "bf16", reps=1)
+    assert train["teacher_train_step_s"] > 0 and train["student_distill_step_s"] > 0
+
+
+def test_inference_section_compares_teacher_and_student(tiny_teacher_dir):
+    out = inference(tiny_teacher_dir, reps=1)
+    assert out["student"]["parameters"] < out["teacher"]["parameters"]
+    assert out["student"]["file_mb"] <= out["teacher"]["file_mb"]
+    for key in ("b1_fp32", "b32_fp32", "b1_bf16", "b32_bf16"):
+        assert out["teacher"][key]["throughput_per_s"] > 0
+    assert out["student_speedup_b32_fp32"] > 0
+
+
+def test_distill_child_reports_its_own_peak_memory(tiny_teacher_dir):
+    settings = {"student_layers": 2, "student_steps": 2, "batch_size": 4, "pseudo_samples": 8, "max_len": 8, "heldout_samples": 0}
+    run = distill_child(tiny_teacher_dir, settings)
+    assert 50 < run["peak_rss_mb"] < 4000  # a Python process with torch loaded, not the parent's
+    assert set(run["phase_s"]) >= {"synthesis", "student"} and run["process_wall_s"] >= run["distill_wall_s"]
+    data = {
+        "machine": {"distill": {"cpu": "x", "cores_usable": 2, "torch_threads": 2, "torch": "t"}},
+        "distill": {"scale1x": run},
+        "synthesis": {"fp32": synthesis_at(tiny_teacher_dir, "fp32", reps=1)},
+    }
+    table = speed_table(data)
+    assert "| scale1x |" in table and "| fp32 |" in table

@@ -33,6 +33,7 @@ CONFIG_HELP = {
     "lambda_norm": "weight of the penalty keeping pseudo-token norms in the real embeddings' range",
     "confidence_stop": "a pseudo sample stops moving once the teacher gives its target this probability",
     "trajectory": "also keep the samples of every guessing step (from the random start on) in the replay pool",
+    "project": "snap each crafted pseudo token to its nearest real word piece, so samples are real token sequences",
     "generator_steps": "generator updates per crafted batch (modified-zskt, modified-dafl)",
     "generator_lr": "Adam learning rate of the generator (modified-zskt, modified-dafl)",
     "data": "real-kd/finetune only: trec | mr | bbc or a .csv/.jsonl file whose train split is used",

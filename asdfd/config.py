@@ -47,6 +47,7 @@ class DistillConfig:
     lambda_norm: float = 1.0  # keep token vector norms inside the [5%, 95%] range of real word embeddings
     confidence_stop: float = 1.0  # a sample stops moving once teacher p(target) >= this (1.0: never)
     trajectory: bool = False  # also pool the samples of every guessing step, from the random start on
+    project: bool = False  # snap the final pseudo tokens to their nearest real word pieces (then relabelled)
 
     # generator baselines (modified-zskt, modified-dafl)
     generator_steps: int = 5  # generator updates per crafted batch (AS-DFD spends K + adv_steps passes)

@@ -196,6 +196,13 @@ class TokenSpace:
         attn = (pos <= L + 1).long()
         return self.embeddings[ids], slot, attn
 
+    def nearest(self, z: torch.Tensor) -> torch.Tensor:
+        """Ids of the ordinary word pieces nearest (L2) to each vector of ``z`` (..., d)."""
+        E = self.embeddings[self.ordinary].to(z)
+        flat = z.reshape(-1, z.shape[-1])
+        dist = (E * E).sum(-1)[None, :] - 2 * flat @ E.T  # ||z||^2 is the same for every candidate
+        return self.ordinary.to(z.device)[dist.argmin(-1)].reshape(z.shape[:-1])
+
     @staticmethod
     def compose(z: torch.Tensor, base: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
         """Place pseudo tokens ``z`` (B, max_len, d) into the frame; differentiable in ``z``."""

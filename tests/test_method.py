@@ -347,3 +347,18 @@ def test_auto_precision_resolves_to_what_the_hardware_has(monkeypatch):
     cfg = DistillConfig(device="cpu").validate()
     assert cfg.precision == "fp32" and cfg.to_dict()["precision"] == "fp32"  # saved configs hold what ran
     assert DistillConfig(device="cpu", precision="bf16").validate().precision == "bf16"
+
+
+def test_projection_puts_every_pseudo_token_on_a_real_word_piece(tiny_teacher_dir):
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, project=True, guess_lr=0.5, ss_task="none")
+    synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    batch = synth.craft(8, student)
+    tokens = batch.embeds[batch.slot]
+    ordinary = space.embeddings[space.ordinary]
+    assert torch.cdist(tokens, ordinary, compute_mode="donot_use_mm_for_euclid_dist").min(-1).values.max() < 1e-5
+    with torch.inference_mode():  # relabelled after the projection
+        again = teacher(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask).logits
+    assert torch.allclose(again, batch.teacher_logits, atol=1e-4)
+    # nearest() agrees with a brute-force search
+    z = torch.randn(5, ordinary.shape[1])
+    assert torch.equal(space.nearest(z), space.ordinary[torch.cdist(z, ordinary).argmin(-1)])

@@ -105,7 +105,10 @@ class ASDFD(Synthesizer):
         path = [self.step(c, student, adversarial=k >= cfg.guess_steps) for k in range(cfg.guess_steps + n_adv)]
         student.train(was_training)
         with torch.inference_mode():
-            x = self.space.compose(c.z.detach(), c.base, c.slot)
+            z = c.z.detach()
+            if cfg.project:  # back on the vocabulary: the student reads real word pieces, as at test time
+                z = self.token_embeddings(self.space.nearest(z))
+            x = self.space.compose(z, c.base, c.slot)
             logits = self.teacher_logits(x, c.attn)
         final = PseudoBatch(x.clone(), c.attn, c.slot, c.targets, logits.clone())
         if not cfg.trajectory or not path:

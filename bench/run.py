@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--speed", action="store_true", help="run the speed benchmark instead (bench/speed.py) into RESULTS/speed.{json,md}")
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"speed sections to run (default: {','.join(SECTIONS)})")
     ap.add_argument("--reps", type=int, default=7, help="speed: repetitions per timing (medians are reported)")
-    ap.add_argument("--fresh", action="store_true", help="speed: rerun sections already in speed.json")
+    ap.add_argument("--fresh", action="store_true", help="speed: rerun the --sections named even if speed.json has them")
     ap.add_argument("--config", default=None, help="YAML file of these options by name (lists as strings: seeds: '0,1,2'); flags win")
     pre, _ = ap.parse_known_args(argv)
     if pre.config:

@@ -176,17 +176,21 @@ def inference(teacher_dir: Path, reps: int) -> dict:
 
 
 def distill_child(teacher_dir: Path, settings: dict) -> dict:
-    """``asdfd distill`` in a child process: its own peak RSS (wait4) and wall time."""
+    """``asdfd distill`` in a child process: its wall time and its own peak RSS.
+
+    The peak is the child's VmHWM, read by the child itself: rusage from wait4 is no good here,
+    because Linux carries the parent's resident size over the fork into the child's maximum."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "asdfd", "distill", "--teacher", str(teacher_dir), "--output", f"{tmp}/student", "--quiet"]
+        argv = ["distill", "--teacher", str(teacher_dir), "--output", f"{tmp}/student", "--quiet"]
         for k, v in settings.items():
-            cmd += [f"--{k.replace('_', '-')}", str(v)]
+            argv += [f"--{k.replace('_', '-')}", str(v)]
+        cmd = [sys.executable, "-c", "import sys; from bench.speed import child; child(sys.argv[1:])", f"{tmp}/usage.json", *argv]
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parent.parent)
         wall = time.perf_counter() - t0
-        if status != 0:
-            raise SystemExit(f"distill child failed ({status}): {' '.join(cmd)}")
+        if proc.returncode != 0:
+            raise SystemExit(f"distill child failed ({proc.returncode}): asdfd {' '.join(argv)}")
+        usage = json.loads((Path(tmp) / "usage.json").read_text())
         report = json.loads((Path(tmp) / "student" / REPORT_NAME).read_text())
     phases = report["wall_time_s"]
     return {
@@ -194,8 +198,20 @@ def distill_child(teacher_dir: Path, settings: dict) -> dict:
         "process_wall_s": round(wall, 1),
         "distill_wall_s": round(sum(phases.values()), 1),
         "phase_s": phases,
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux reports KiB
+        "peak_rss_mb": round(usage["vm_hwm_kb"] / 1024, 1),
     }
+
+
+def child(args: list[str]) -> None:
+    """Entry point of ``distill_child``: run the CLI, then write this process's peak RSS."""
+    from asdfd.cli import main
+
+    out, argv = args[0], args[1:]
+    rc = main(argv)
+    status = Path("/proc/self/status").read_text().splitlines()
+    hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
+    Path(out).write_text(json.dumps({"rc": rc, "vm_hwm_kb": hwm}))
+    sys.exit(rc)
 
 
 def distill_runs(teacher_dir: Path, done: dict, save: Callable[[dict], None]) -> dict:
@@ -234,7 +250,11 @@ def machine() -> dict:
 def run_speed(results: Path, sections: list[str], reps: int, fresh: bool) -> dict:
     set_threads()
     path = results / "speed.json"
-    data = {} if fresh or not path.is_file() else json.loads(path.read_text())
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    if fresh:  # rerun the named sections, keep the others
+        for section in sections:
+            data.pop(section, None)
+            data.get("machine", {}).pop(section, None)
     teacher_dir = cached_teacher("trec")
     data["teacher"] = str(teacher_dir.name)
 

@@ -1,0 +1,65 @@
+"""Before/after a code change: `asdfd distill` wall time of an older checkout against this one.
+
+    git worktree add /tmp/before 402efd6          # the code before the speed work
+    python -m bench.before_after /tmp/before      # -> bench/results/before_after.json
+
+Each checkout runs `python -m asdfd distill` from its own folder on the cached trec teacher with
+an eighth of the default budget (no held-out check); the runs alternate, 3 of each, and the
+medians of the distill report's phase times are kept (process start-up excluded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from asdfd.demo import cached_teacher
+
+HERE = Path(__file__).resolve().parent
+BUDGET = ["--pseudo-samples", "384", "--student-steps", "75", "--heldout-samples", "0", "--quiet"]
+
+
+def distill_times(checkout: Path, teacher: Path, extra: list[str]) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "asdfd", "distill", "--teacher", str(teacher), "--output", f"{tmp}/s", *BUDGET, *extra]
+        subprocess.run(cmd, cwd=checkout, check=True)
+        return json.loads(Path(f"{tmp}/s/distill_report.json").read_text())["wall_time_s"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.before_after", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("before", type=Path, help="a checkout of the older code")
+    ap.add_argument("--reps", type=int, default=3)
+    args = ap.parse_args()
+    teacher = cached_teacher("trec")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=args.before, capture_output=True, text=True).stdout.strip()
+    runs = {
+        f"before ({commit}, fp32)": (args.before, []),
+        "after, fp32": (HERE.parent, ["--precision", "fp32"]),
+        "after, precision auto": (HERE.parent, []),
+    }
+    times: dict[str, list[dict]] = {k: [] for k in runs}
+    for _ in range(args.reps):
+        for name, (checkout, extra) in runs.items():
+            times[name].append(distill_times(checkout, teacher, extra))
+            print(name, times[name][-1], flush=True)
+    out = {"budget": BUDGET, "reps": args.reps}
+    for name, ts in times.items():
+        out[name] = {
+            "distill_s": round(statistics.median(sum(t.values()) for t in ts), 1),
+            "synthesis_s": round(statistics.median(t["synthesis"] for t in ts), 1),
+            "student_s": round(statistics.median(t["student"] for t in ts), 1),
+            "runs": ts,
+        }
+    path = HERE / "results" / "before_after.json"
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps({k: {m: v[m] for m in ("distill_s", "synthesis_s", "student_s")} for k, v in out.items() if isinstance(v, dict)}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

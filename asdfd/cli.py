@@ -130,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=None, help="token limit per text (default: the dataset's)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--json", action="store_true", help="print JSON only")
+    p.add_argument("--record", action="store_true", help="also add the results to the student's distill_report.json and model card (README.md)")
     p.add_argument(
         "--allow-pickle", action="store_true", help="read pytorch_model.bin (tensors only, weights_only=True) when a folder has no safetensors"
     )
@@ -246,10 +247,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "evaluate":
         from .data import load_dataset
+        from .distiller import REPORT_NAME
         from .evaluator import evaluate
 
+        if args.record and not (Path(args.model) / REPORT_NAME).is_file():
+            raise UserError(f"--record writes into a student folder made by asdfd distill, and '{args.model}' has no {REPORT_NAME}; drop --record")
         data = load_dataset(args.data, args.split, args.text_column, args.label_column, args.max_length)
         res = evaluate(args.model, data, args.teacher, args.device, allow_pickle=args.allow_pickle)
+        if args.record:
+            from .card import record_evaluation
+
+            record_evaluation(args.model, res, REPORT_NAME)
         if args.json:
             print(json.dumps(res, indent=2))
         else:

@@ -8,9 +8,10 @@ import os
 import time
 from pathlib import Path
 
+from .card import record_evaluation
 from .config import DistillConfig, TeacherConfig
 from .data import load_dataset
-from .distiller import Distiller
+from .distiller import REPORT_NAME, Distiller
 from .evaluator import evaluate_model
 from .models import build_student, load_teacher, load_tokenizer, resolve_student_layers
 from .runtime import check_output_dir
@@ -56,6 +57,7 @@ def run_demo(data: str, output: Path, cfg: DistillConfig, cache_dir: str | Path 
     result = Distiller(teacher_dir, cfg, teacher=teacher, tokenizer=tokenizer).run()
     result.save(output, overwrite=overwrite)
     res = evaluate_model(result.student, tokenizer, test, teacher=teacher, desc="student")
+    record_evaluation(output, res, REPORT_NAME)  # into the report and the model card
     rows[f"{cfg.method} student ({len(layers)} layers)"] = res["accuracy"]
     report = {
         "dataset": data,

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from . import synthesizers
+from .card import CARD_NAME, model_card, weights_sha256
 from .config import DistillConfig, save_config
 from .errors import UserError
 from .losses import hidden_loss, kd_loss
@@ -47,6 +48,7 @@ class DistillResult:
             (tmp / REPORT_NAME).write_text(json.dumps(self.report, indent=2) + "\n")
             if "config" in self.report:
                 save_config(self.report["config"], tmp)
+            (tmp / CARD_NAME).write_text(model_card(self.report, out.resolve().name))
         return out
 
 
@@ -60,6 +62,7 @@ class Distiller:
         self.generator = seed_everything(cfg.seed)
         t0 = time.perf_counter()
         self.teacher_dir = str(teacher_dir)
+        self.teacher_sha256 = weights_sha256(teacher_dir)
         if teacher is None:
             teacher = load_teacher(teacher_dir, cfg.allow_pickle)
         self.teacher = teacher.eval().requires_grad_(False).to(self.device)
@@ -190,6 +193,7 @@ class Distiller:
         self.student.eval()
         report = {
             "teacher": self.teacher_dir,
+            "teacher_sha256": self.teacher_sha256,
             "config": cfg.to_dict(),
             "student_layers": self.layers,
             "teacher_layers": int(self.teacher.config.num_hidden_layers),

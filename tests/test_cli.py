@@ -258,3 +258,37 @@ def test_pickled_weights_are_refused_and_never_executed(tiny_teacher_dir, tmp_pa
     loaded = load_classifier(good, allow_pickle=True).eval()
     ids = torch.tensor([[2, 7, 8, 9, 3]])
     assert torch.allclose(loaded(input_ids=ids).logits, reference(input_ids=ids).logits)
+
+
+def test_student_folder_has_a_model_card_and_evaluate_record_adds_results(tiny_teacher_dir, tiny_csv, tmp_path, capsys):
+    import yaml
+
+    from asdfd.card import weights_sha256
+
+    out = tmp_path / "student"
+    assert main(_distill_args(tiny_teacher_dir, out)) == 0
+    card = (out / "README.md").read_text()
+    header = yaml.safe_load(card.split("---")[1])
+    assert header["pipeline_tag"] == "text-classification" and "data-free" in header["tags"]
+    assert "model-index" not in header  # nothing evaluated yet
+    assert weights_sha256(tiny_teacher_dir) in card and str(tiny_teacher_dir) in card
+    assert "No real training data was used" in card and "method: `as-dfd`" in card
+    assert main(["evaluate", "--model", str(out), "--data", str(tiny_csv), "--split", "test", "--record", "--quiet"]) == 0
+    card = (out / "README.md").read_text()
+    header = yaml.safe_load(card.split("---")[1])
+    metrics = header["model-index"][0]["results"][0]["metrics"]
+    report = json.loads((out / "distill_report.json").read_text())
+    (res,) = report["evaluation"].values()
+    assert metrics[0] == {"type": "accuracy", "value": round(res["accuracy"], 4)}
+    assert f"| {res['n']} |" in card
+    # --record refuses a folder asdfd did not write, before evaluating anything
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(tiny_teacher_dir), "--data", str(tiny_csv), "--record", "--quiet"]) == 2
+    assert "has no distill_report.json" in capsys.readouterr().err
+
+
+def test_real_data_references_say_so_on_their_card(tiny_teacher_dir, tiny_csv, tmp_path):
+    out = tmp_path / "student"
+    assert main(_distill_args(tiny_teacher_dir, out, "--method", "real-kd", "--data", str(tiny_csv))) == 0
+    card = (out / "README.md").read_text()
+    assert "Real training data was used" in card and "data-free" not in card.split("---")[1]

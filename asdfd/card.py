@@ -1,0 +1,116 @@
+"""The student's model card: README.md in Hugging Face format (YAML header, then markdown), written
+from the distillation report so that it always says how the folder's weights came to be."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import yaml
+
+CARD_NAME = "README.md"
+
+
+def weights_sha256(folder: str | Path) -> str:
+    """SHA-256 over a model folder's weight files (safetensors, else the pickle), in name order."""
+    folder = Path(folder)
+    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
+    h = hashlib.sha256()
+    for f in files:
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _model_index(name: str, evaluation: dict) -> list[dict]:
+    results = []
+    for res in evaluation.values():
+        metrics = [{"type": "accuracy", "value": round(res["accuracy"], 4)}]
+        if "macro_f1" in res:
+            metrics.append({"type": "f1", "name": "macro F1", "value": round(res["macro_f1"], 4)})
+        data = {"name": res["dataset"], "type": res["dataset"], "split": res["split"]}
+        results.append({"task": {"type": "text-classification"}, "dataset": data, "metrics": metrics})
+    return [{"name": name, "results": results}]
+
+
+def model_card(report: dict, name: str) -> str:
+    """The card's text for a student folder called ``name`` with distillation report ``report``."""
+    cfg = report.get("config", {})
+    synth = report.get("synthesis", {})
+    evaluation = report.get("evaluation", {})
+    header: dict = {
+        "library_name": "transformers",
+        "pipeline_tag": "text-classification",
+        "tags": ["asdfd", "knowledge-distillation"] + ([] if report.get("real_data_used") else ["data-free"]),
+    }
+    if evaluation:
+        header["model-index"] = _model_index(name, evaluation)
+    layers, n_teacher = report.get("student_layers", []), report.get("teacher_layers", "?")
+    wall = report.get("wall_time_s", {})
+    if report.get("real_data_used"):
+        data_line = f"**Real training data was used**: the `{cfg.get('method')}` reference read the train split of `{cfg.get('data')}`."
+    else:
+        data_line = (
+            "**No real training data was used.** The student learned only from pseudo samples crafted from the teacher "
+            f"({synth.get('pseudo_samples', '?')} crafted, {synth.get('pooled_samples', '?')} pooled)."
+        )
+    lines = [
+        "---",
+        yaml.safe_dump(header, sort_keys=False).strip(),
+        "---",
+        "",
+        f"# {name}",
+        "",
+        f"A {len(layers)}-layer student (teacher layers {layers} of {n_teacher}) distilled by "
+        f"asdfd (data-free knowledge distillation) with the `{cfg.get('method')}` method.",
+        "",
+        data_line,
+        "",
+        "## Provenance",
+        "",
+        f"- teacher: `{report.get('teacher')}`",
+        f"- teacher weights SHA-256: `{report.get('teacher_sha256', 'unknown')}`",
+        f"- method: `{cfg.get('method')}`; student steps {cfg.get('student_steps')} at batch {cfg.get('batch_size')}; seed {cfg.get('seed')}",
+        f"- precision: {cfg.get('precision')}; device: {report.get('device')}",
+        f"- wall time: {sum(wall.values()):.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in wall.items())})",
+        f"- held-out pseudo-sample agreement with the teacher: {_fmt(report.get('heldout_pseudo_agreement', {}).get('agreement'))}",
+        "",
+        "The full configuration (`config.yaml` in this folder repeats the run with `asdfd distill --config`):",
+        "",
+        "```yaml",
+        yaml.safe_dump(cfg, sort_keys=False).strip(),
+        "```",
+        "",
+        "## Evaluation",
+        "",
+    ]
+    if evaluation:
+        lines += ["| data | split | n | accuracy | macro F1 | agreement with teacher |", "|---|---|---|---|---|---|"]
+        for res in evaluation.values():
+            lines.append(
+                f"| {res['dataset']} | {res['split']} | {res['n']} | {_fmt(res['accuracy'])} | {_fmt(res.get('macro_f1'))} | "
+                f"{_fmt(res.get('agreement_with_teacher'))} |"
+            )
+    else:
+        lines.append("Not evaluated yet: `asdfd evaluate --model THIS_FOLDER --data DATA --record` adds results here.")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def record_evaluation(folder: str | Path, result: dict, report_name: str) -> None:
+    """Add an evaluation to the folder's report and rewrite its card (write-then-rename both)."""
+    folder = Path(folder)
+    report_path = folder / report_name
+    report = json.loads(report_path.read_text())
+    report.setdefault("evaluation", {})[f"{result['dataset']}/{result['split']}"] = {
+        k: v for k, v in result.items() if k in ("dataset", "split", "n", "accuracy", "macro_f1", "agreement_with_teacher")
+    }
+    for path, text in ((report_path, json.dumps(report, indent=2) + "\n"), (folder / CARD_NAME, model_card(report, folder.name))):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(path)

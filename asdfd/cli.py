@@ -20,6 +20,7 @@ CONFIG_HELP = {
     "seed": "seed for every random choice",
     "device": "auto | cpu | cuda",
     "allow_pickle": "read a teacher's pytorch_model.bin (tensors only, weights_only=True) when it has no safetensors",
+    "tensorboard": "write TensorBoard scalars (losses, learning rate, teacher confidence, agreement) into OUTPUT/tensorboard",
     "precision": "auto | fp32 | bf16: bf16 autocast for every forward pass (weights and losses stay fp32); auto = bf16 where the hardware has it",
     "student_steps": "student optimiser steps",
     "batch_size": "samples per optimiser step (distill: also per crafted batch)",

@@ -29,6 +29,7 @@ class DistillConfig:
     # auto | fp32 | bf16: bf16 autocast for every teacher and student forward pass; auto picks bf16
     # where the hardware has it (resolved by validate(), so saved configs hold what ran)
     precision: str = "auto"
+    tensorboard: bool = False  # TensorBoard scalars into OUTPUT/tensorboard (staged beside OUTPUT while running)
 
     # budget
     student_steps: int = 600

@@ -11,7 +11,7 @@ from pathlib import Path
 from .card import record_evaluation
 from .config import DistillConfig, TeacherConfig
 from .data import load_dataset
-from .distiller import REPORT_NAME, Distiller
+from .distiller import REPORT_NAME, Distiller, staging_log_dir
 from .evaluator import evaluate_model
 from .models import build_student, load_teacher, load_tokenizer, resolve_student_layers
 from .runtime import check_output_dir
@@ -54,7 +54,8 @@ def run_demo(data: str, output: Path, cfg: DistillConfig, cache_dir: str | Path 
         "teacher": evaluate_model(teacher, tokenizer, test, desc="teacher")["accuracy"],
         f"untrained student ({len(layers)} layers)": evaluate_model(build_student(teacher, layers), tokenizer, test, desc="untrained")["accuracy"],
     }
-    result = Distiller(teacher_dir, cfg, teacher=teacher, tokenizer=tokenizer).run()
+    log_dir = staging_log_dir(output) if cfg.tensorboard else None
+    result = Distiller(teacher_dir, cfg, teacher=teacher, tokenizer=tokenizer).run(log_dir=log_dir)
     result.save(output, overwrite=overwrite)
     res = evaluate_model(result.student, tokenizer, test, teacher=teacher, desc="student")
     record_evaluation(output, res, REPORT_NAME)  # into the report and the model card

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
-from . import synthesizers
+from . import runtime, synthesizers
 from .card import CARD_NAME, model_card, weights_sha256
 from .config import DistillConfig, save_config
 from .errors import UserError
@@ -33,11 +34,19 @@ REPORT_NAME = "distill_report.json"
 MAX_BAD_STEPS = 20  # consecutive non-finite student steps that stop a run
 
 
+def staging_log_dir(output: str | Path) -> Path:
+    """Where TensorBoard logs of a run into ``output`` are written while it runs (the output folder
+    itself only appears, atomically, at the end); ``save`` moves them into ``output/tensorboard``."""
+    out = Path(output).resolve()
+    return out.parent / f".{out.name}.tensorboard"
+
+
 @dataclass
 class DistillResult:
     student: PreTrainedModel
     tokenizer: object
     report: dict = field(default_factory=dict)
+    log_dir: Path | None = None  # TensorBoard logs written during the run, moved into the output by save
 
     def save(self, output: str | Path, overwrite: bool = False) -> Path:
         """Write the student (safetensors), tokenizer and report; atomically replaces ``output``."""
@@ -49,6 +58,9 @@ class DistillResult:
             if "config" in self.report:
                 save_config(self.report["config"], tmp)
             (tmp / CARD_NAME).write_text(model_card(self.report, out.resolve().name))
+            if self.log_dir is not None and self.log_dir.is_dir():
+                shutil.move(self.log_dir, tmp / "tensorboard")
+                self.log_dir = out / "tensorboard"
         return out
 
 
@@ -161,11 +173,21 @@ class Distiller:
         opt.step()
         sched.step()
 
-    def run(self, on_step: Callable[[int, PreTrainedModel], None] | None = None) -> DistillResult:
+    def run(self, on_step: Callable[[int, PreTrainedModel], None] | None = None, log_dir: str | Path | None = None) -> DistillResult:
         """Distil; ``on_step(steps_done, student)`` is called after every student step (for
-        learning curves); it may switch the student to eval mode, training mode is restored."""
+        learning curves); it may switch the student to eval mode, training mode is restored.
+        With ``log_dir``, TensorBoard scalars are written there as the run goes."""
         cfg = self.cfg
         opt, sched = self._optimizer()
+        writer = None
+        if log_dir is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise UserError("--tensorboard needs the tensorboard package; pip install tensorboard (or asdfd[tensorboard])") from None
+            writer = SummaryWriter(str(log_dir))
+            if not runtime.QUIET:
+                tqdm.write(f"TensorBoard logs: tensorboard --logdir {log_dir}")
         rounds = math.ceil(cfg.pseudo_samples / cfg.batch_size)
         crafted = 0
         self.student.train()
@@ -174,12 +196,16 @@ class Distiller:
         for step in bar:
             due = math.ceil((step + 1) * rounds / cfg.student_steps)
             t0 = time.perf_counter()
+            new = crafted < due
             while crafted < due:
                 self.synth.synthesize(self.student)
                 crafted += 1
             t1 = time.perf_counter()
+            lr = sched.get_last_lr()[0]
             logs = self._student_step(self.synth.sample(cfg.batch_size, self.student), opt, sched)
             t2 = time.perf_counter()
+            if writer is not None:
+                self._log_step(writer, step + 1, logs, lr, self.synth.stats() if new else None)
             self.times["synthesis"] += t1 - t0
             self.times["student"] += t2 - t1
             if step % 20 == 0:
@@ -190,6 +216,10 @@ class Distiller:
         t0 = time.perf_counter()
         agreement = self.heldout_agreement()
         self.times["heldout"] = time.perf_counter() - t0
+        if writer is not None:
+            if agreement["agreement"] is not None:
+                writer.add_scalar("heldout/pseudo_agreement", agreement["agreement"], cfg.student_steps)
+            writer.close()
         self.student.eval()
         report = {
             "teacher": self.teacher_dir,
@@ -205,7 +235,17 @@ class Distiller:
             "skipped_steps": self.skipped_steps,  # non-finite loss or gradient
             "real_data_used": self.synth.needs_data,
         }
-        return DistillResult(self.student, self.tokenizer, report)
+        return DistillResult(self.student, self.tokenizer, report, Path(log_dir) if log_dir is not None else None)
+
+    @staticmethod
+    def _log_step(writer, step: int, logs: dict[str, float], lr: float, stats: dict | None) -> None:
+        for name, value in logs.items():
+            writer.add_scalar(f"loss/{name}", value, step)
+        writer.add_scalar("lr", lr, step)
+        if stats:  # running means over the samples crafted so far
+            for key in ("teacher_mean_max_prob", "teacher_mean_target_prob"):
+                if stats.get(key) is not None:
+                    writer.add_scalar(f"synthesis/{key}", stats[key], step)
 
     def heldout_agreement(self) -> dict:
         """Teacher-student argmax agreement on fresh pseudo samples the student never trained on."""
@@ -228,7 +268,12 @@ def distill(teacher_dir: str | Path, output: str | Path | None = None, cfg: Dist
     cfg = cfg or DistillConfig()
     if output is not None:
         check_output_dir(output, overwrite)  # fail before the work, not after
-    result = Distiller(teacher_dir, cfg).run()
+    elif cfg.tensorboard:
+        raise UserError("tensorboard logs go into the output folder; pass an output (--output) or drop --tensorboard")
+    log_dir = staging_log_dir(output) if cfg.tensorboard else None
+    if log_dir is not None and log_dir.exists():
+        shutil.rmtree(log_dir)  # an earlier run's leftovers (it was killed before it could move them)
+    result = Distiller(teacher_dir, cfg).run(log_dir=log_dir)
     if output is not None:
         result.save(output, overwrite=overwrite)
     return result

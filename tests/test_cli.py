@@ -292,3 +292,17 @@ def test_real_data_references_say_so_on_their_card(tiny_teacher_dir, tiny_csv, t
     assert main(_distill_args(tiny_teacher_dir, out, "--method", "real-kd", "--data", str(tiny_csv))) == 0
     card = (out / "README.md").read_text()
     assert "Real training data was used" in card and "data-free" not in card.split("---")[1]
+
+
+def test_tensorboard_scalars_land_in_the_output_folder(tiny_teacher_dir, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "student"
+    assert main(_distill_args(tiny_teacher_dir, out, "--tensorboard", "true", "--steps", "20")) == 0
+    events = EventAccumulator(str(out / "tensorboard")).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"loss/kd", "loss/hidden", "loss/ss", "lr", "synthesis/teacher_mean_max_prob", "heldout/pseudo_agreement"} <= tags
+    assert [e.step for e in events.Scalars("loss/kd")] == list(range(1, 21))
+    lrs = [e.value for e in events.Scalars("lr")]
+    assert lrs[0] < max(lrs) and lrs[-1] < max(lrs)  # warm-up, then linear decay
+    assert not any(p.name.endswith(".tensorboard") for p in tmp_path.iterdir())  # the staging folder moved in

@@ -144,6 +144,14 @@ def _bad_cases(teacher, tmp_path, tiny_csv):
     unknown.write_text("student_stepz: 5\n")
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text("student_steps: many\n")
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("text,label\ncaf\u00e9 cr\u00e8me,pos\n".encode("latin-1"))
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("text,label\n")
+    bad_jsonl = tmp_path / "bad.jsonl"
+    bad_jsonl.write_text('{"text": "ok", "label": "pos"}\n{"text": \n')
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
     from transformers import BertForSequenceClassification, BertModel
 
     from .conftest import tiny_config
@@ -175,6 +183,10 @@ def _bad_cases(teacher, tmp_path, tiny_csv):
         (["evaluate", "--model", str(teacher), "--data", str(tmp_path / "nope.csv")], "does not exist"),
         (["evaluate", "--model", str(teacher), "--data", str(tiny_csv), "--text-column", "body"], "no column 'body'"),
         (["evaluate", "--model", str(teacher), "--data", "imdb"], "unknown dataset"),
+        (["evaluate", "--model", str(teacher), "--data", str(latin)], "not valid UTF-8"),
+        (["evaluate", "--model", str(teacher), "--data", str(header_only)], "has no rows"),
+        (["evaluate", "--model", str(teacher), "--data", str(bad_jsonl)], "not JSON"),
+        (_distill_args(teacher, a_file), "is a file"),
     ]
 
 

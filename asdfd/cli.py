@@ -145,6 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p, DistillConfig, skip=DATA_FIELDS)
     _common(p)
 
+    p = sub.add_parser("inspect", help="decode and plot a run's pseudo samples (fresh ones, crafted as the run did)")
+    p.add_argument("--run", required=True, help="student folder written by asdfd distill")
+    p.add_argument("--output", default=None, help="folder for the text and plots (default: RUN/inspect)")
+    p.add_argument("--n", type=int, default=256, help="pseudo samples to craft (default: 256)")
+    p.add_argument("--data", default=None, help="real texts to compare with: trec | mr | bbc or a .csv/.jsonl file")
+    p.add_argument("--split", default="validation", help="split of --data (default: validation)")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--teacher", default=None, help="teacher folder, if it moved since the run (default: the one in the report)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub.add_parser("methods", help="list the pseudo-sample methods")
     parser.commands = sub.choices  # type: ignore[attr-defined]
     return parser
@@ -263,6 +275,16 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(json.dumps(res, indent=2))
         else:
             _print_eval(res)
+        return 0
+    if args.command == "inspect":
+        from .data import load_dataset
+        from .inspection import inspect_run
+
+        data = load_dataset(args.data, args.split, args.text_column, args.label_column) if args.data else None
+        output = Path(args.output) if args.output else Path(args.run) / "inspect"
+        res = inspect_run(args.run, output, args.n, data, args.teacher, overwrite=args.overwrite)
+        print("\n".join(["teacher_label\tconfidence\tnearest word pieces", *res["examples"]]))
+        print(f"{res['samples']} pseudo samples decoded and plotted into {res['output']}")
         return 0
     if args.command == "demo":
         from .demo import run_demo

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from transformers import pipeline
@@ -318,3 +319,29 @@ def test_tensorboard_scalars_land_in_the_output_folder(tiny_teacher_dir, tmp_pat
     lrs = [e.value for e in events.Scalars("lr")]
     assert lrs[0] < max(lrs) and lrs[-1] < max(lrs)  # warm-up, then linear decay
     assert not any(p.name.endswith(".tensorboard") for p in tmp_path.iterdir())  # the staging folder moved in
+
+
+def test_inspect_decodes_and_plots_fresh_pseudo_samples(tiny_teacher_dir, tiny_csv, tmp_path, capsys):
+    out = tmp_path / "student"
+    assert main(_distill_args(tiny_teacher_dir, out)) == 0
+    assert main(["inspect", "--run", str(out), "--n", "12", "--data", str(tiny_csv), "--quiet"]) == 0
+    folder = out / "inspect"
+    rows = (folder / "pseudo_samples.txt").read_text().splitlines()[1:]
+    assert len(rows) == 12
+    for row in rows:
+        label, conf, text = row.split("\t")
+        assert label in {"neg", "neu", "pos"} and 0 < float(conf) <= 1
+        assert re.fullmatch(r"[a-z# ]+", text), text  # word pieces of the tiny vocabulary, no special tokens
+    for png in ("class_histogram.png", "features.png"):
+        assert (folder / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    capsys.readouterr()
+    # a second time refuses to overwrite; a folder asdfd did not write and a real-data run are refused
+    assert main(["inspect", "--run", str(out), "--quiet"]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert main(["inspect", "--run", str(tiny_teacher_dir), "--quiet"]) == 2
+    assert "has no distill_report.json" in capsys.readouterr().err
+    ref = tmp_path / "ref"
+    assert main(_distill_args(tiny_teacher_dir, ref, "--method", "real-kd", "--data", str(tiny_csv))) == 0
+    capsys.readouterr()
+    assert main(["inspect", "--run", str(ref), "--quiet"]) == 2
+    assert "makes no pseudo samples" in capsys.readouterr().err

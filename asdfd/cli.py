@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from . import runtime
+from .checkpoint import Interrupted
 from .config import DistillConfig, TeacherConfig, check_value_type, read_config_file
 from .errors import UserError
 
@@ -20,6 +21,7 @@ CONFIG_HELP = {
     "seed": "seed for every random choice",
     "device": "auto | cpu | cuda",
     "allow_pickle": "read a teacher's pytorch_model.bin (tensors only, weights_only=True) when it has no safetensors",
+    "checkpoint_every": "student steps between checkpoints in .OUTPUT.partial/ (0: only on Ctrl-C); --resume continues a killed run",
     "tensorboard": "write TensorBoard scalars (losses, learning rate, teacher confidence, agreement) into OUTPUT/tensorboard",
     "precision": "auto | fp32 | bf16: bf16 autocast for every forward pass (weights and losses stay fp32); auto = bf16 where the hardware has it",
     "student_steps": "student optimiser steps",
@@ -119,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("distill", help="distil a teacher into a smaller student without data")
     p.add_argument("--teacher", required=True, help="fine-tuned classifier folder (safetensors)")
     p.add_argument("--output", required=True, help="folder for the student")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output (and any unfinished run's checkpoint)")
+    p.add_argument("--resume", action="store_true", help="continue a killed or interrupted run into --output from its last checkpoint")
     _add_config_flags(p, DistillConfig)
     _common(p)
 
@@ -214,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         return _dispatch(args)
+    except Interrupted as e:
+        print(f"asdfd: {e}", file=sys.stderr)
+        return 130
     except UserError as e:
         if getattr(args, "debug", False):
             raise
@@ -249,7 +255,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .distiller import distill
 
         cfg = _config_from_args(DistillConfig, args)
-        res = distill(args.teacher, args.output, cfg, overwrite=args.overwrite)
+        res = distill(args.teacher, args.output, cfg, overwrite=args.overwrite, resume=args.resume)
         r = res.report
         agree = r["heldout_pseudo_agreement"]["agreement"]
         agree_s = "n/a" if agree is None else f"{agree:.4f}"

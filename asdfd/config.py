@@ -29,6 +29,7 @@ class DistillConfig:
     # auto | fp32 | bf16: bf16 autocast for every teacher and student forward pass; auto picks bf16
     # where the hardware has it (resolved by validate(), so saved configs hold what ran)
     precision: str = "auto"
+    checkpoint_every: int = 100  # student steps between checkpoints (0: only on Ctrl-C); --resume continues
     tensorboard: bool = False  # TensorBoard scalars into OUTPUT/tensorboard (staged beside OUTPUT while running)
 
     # budget
@@ -91,7 +92,7 @@ class DistillConfig:
 
         if REGISTRY[self.method].needs_data and not self.data:
             raise UserError(f"method '{self.method}' distils on real text; pass --data trec|mr|bbc or a .csv/.jsonl file")
-        for name in ("guess_steps", "adv_steps", "heldout_samples", "generator_steps"):
+        for name in ("guess_steps", "adv_steps", "heldout_samples", "generator_steps", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.replay_size < self.batch_size:

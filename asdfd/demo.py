@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
 from .card import record_evaluation
+from .checkpoint import partial_dir
 from .config import DistillConfig, TeacherConfig
 from .data import load_dataset
-from .distiller import REPORT_NAME, Distiller, staging_log_dir
+from .distiller import REPORT_NAME, Distiller
 from .evaluator import evaluate_model
 from .models import build_student, load_teacher, load_tokenizer, resolve_student_layers
 from .runtime import check_output_dir
@@ -54,9 +56,10 @@ def run_demo(data: str, output: Path, cfg: DistillConfig, cache_dir: str | Path 
         "teacher": evaluate_model(teacher, tokenizer, test, desc="teacher")["accuracy"],
         f"untrained student ({len(layers)} layers)": evaluate_model(build_student(teacher, layers), tokenizer, test, desc="untrained")["accuracy"],
     }
-    log_dir = staging_log_dir(output) if cfg.tensorboard else None
+    log_dir = partial_dir(output) / "tensorboard" if cfg.tensorboard else None
     result = Distiller(teacher_dir, cfg, teacher=teacher, tokenizer=tokenizer).run(log_dir=log_dir)
     result.save(output, overwrite=overwrite)
+    shutil.rmtree(partial_dir(output), ignore_errors=True)
     res = evaluate_model(result.student, tokenizer, test, teacher=teacher, desc="student")
     record_evaluation(output, res, REPORT_NAME)  # into the report and the model card
     rows[f"{cfg.method} student ({len(layers)} layers)"] = res["accuracy"]

@@ -24,21 +24,15 @@ from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from . import runtime, synthesizers
 from .card import CARD_NAME, model_card, weights_sha256
+from .checkpoint import CHECKPOINT, Interrupted, load_checkpoint, partial_dir, rng_state, save_checkpoint, set_rng_state
 from .config import DistillConfig, save_config
 from .errors import UserError
 from .losses import hidden_loss, kd_loss
 from .models import TokenSpace, build_student, load_teacher, load_tokenizer, resolve_student_layers
-from .runtime import atomic_dir, autocast, check_output_dir, progress, resolve_device, seed_everything, set_threads
+from .runtime import atomic_dir, autocast, check_output_dir, progress, resolve_device, seed_everything, set_threads, stop_on_sigint
 
 REPORT_NAME = "distill_report.json"
 MAX_BAD_STEPS = 20  # consecutive non-finite student steps that stop a run
-
-
-def staging_log_dir(output: str | Path) -> Path:
-    """Where TensorBoard logs of a run into ``output`` are written while it runs (the output folder
-    itself only appears, atomically, at the end); ``save`` moves them into ``output/tensorboard``."""
-    out = Path(output).resolve()
-    return out.parent / f".{out.name}.tensorboard"
 
 
 @dataclass
@@ -173,46 +167,60 @@ class Distiller:
         opt.step()
         sched.step()
 
-    def run(self, on_step: Callable[[int, PreTrainedModel], None] | None = None, log_dir: str | Path | None = None) -> DistillResult:
+    def run(
+        self,
+        on_step: Callable[[int, PreTrainedModel], None] | None = None,
+        log_dir: str | Path | None = None,
+        checkpoint: str | Path | None = None,
+        resume: bool = False,
+    ) -> DistillResult:
         """Distil; ``on_step(steps_done, student)`` is called after every student step (for
         learning curves); it may switch the student to eval mode, training mode is restored.
-        With ``log_dir``, TensorBoard scalars are written there as the run goes."""
+        With ``log_dir``, TensorBoard scalars are written there as the run goes. With
+        ``checkpoint`` (a file path), the run's whole state is saved there every
+        ``cfg.checkpoint_every`` steps and on SIGINT (then the run stops with ``Interrupted``);
+        ``resume`` continues from it."""
         cfg = self.cfg
         opt, sched = self._optimizer()
-        writer = None
-        if log_dir is not None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise UserError("--tensorboard needs the tensorboard package; pip install tensorboard (or asdfd[tensorboard])") from None
-            writer = SummaryWriter(str(log_dir))
-            if not runtime.QUIET:
-                tqdm.write(f"TensorBoard logs: tensorboard --logdir {log_dir}")
+        writer = self._writer(log_dir)
         rounds = math.ceil(cfg.pseudo_samples / cfg.batch_size)
-        crafted = 0
-        self.student.train()
-        bar = progress(range(cfg.student_steps), desc=f"distill ({cfg.method})", unit="step")
+        start, crafted = 0, 0
         logs: dict[str, float] = {}
-        for step in bar:
-            due = math.ceil((step + 1) * rounds / cfg.student_steps)
-            t0 = time.perf_counter()
-            new = crafted < due
-            while crafted < due:
-                self.synth.synthesize(self.student)
-                crafted += 1
-            t1 = time.perf_counter()
-            lr = sched.get_last_lr()[0]
-            logs = self._student_step(self.synth.sample(cfg.batch_size, self.student), opt, sched)
-            t2 = time.perf_counter()
-            if writer is not None:
-                self._log_step(writer, step + 1, logs, lr, self.synth.stats() if new else None)
-            self.times["synthesis"] += t1 - t0
-            self.times["student"] += t2 - t1
-            if step % 20 == 0:
-                bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()})
-            if on_step is not None:
-                on_step(step + 1, self.student)
-                self.student.train()
+        if resume:
+            state = load_checkpoint(Path(checkpoint), cfg.to_dict())
+            start, crafted, logs = self._restore(state, opt, sched)
+        self.student.train()
+        bar = progress(range(start, cfg.student_steps), desc=f"distill ({cfg.method})", unit="step", initial=start, total=cfg.student_steps)
+        with stop_on_sigint() as stop:
+            for step in bar:
+                due = math.ceil((step + 1) * rounds / cfg.student_steps)
+                t0 = time.perf_counter()
+                new = crafted < due
+                while crafted < due:
+                    self.synth.synthesize(self.student)
+                    crafted += 1
+                t1 = time.perf_counter()
+                lr = sched.get_last_lr()[0]
+                logs = self._student_step(self.synth.sample(cfg.batch_size, self.student), opt, sched)
+                t2 = time.perf_counter()
+                if writer is not None:
+                    self._log_step(writer, step + 1, logs, lr, self.synth.stats() if new else None)
+                self.times["synthesis"] += t1 - t0
+                self.times["student"] += t2 - t1
+                if step % 20 == 0:
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()})
+                if on_step is not None:
+                    on_step(step + 1, self.student)
+                    self.student.train()
+                done = step + 1
+                if checkpoint is not None and done < cfg.student_steps:
+                    if stop.requested or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
+                        save_checkpoint(Path(checkpoint), self._state(done, crafted, logs, opt, sched))
+                if stop.requested:
+                    if writer is not None:
+                        writer.close()
+                    where = f"checkpoint saved in {Path(checkpoint).parent}; rerun the same command with --resume" if checkpoint else "nothing saved"
+                    raise Interrupted(f"interrupted after student step {done} of {cfg.student_steps}; {where}")
         t0 = time.perf_counter()
         agreement = self.heldout_agreement()
         self.times["heldout"] = time.perf_counter() - t0
@@ -236,6 +244,46 @@ class Distiller:
             "real_data_used": self.synth.needs_data,
         }
         return DistillResult(self.student, self.tokenizer, report, Path(log_dir) if log_dir is not None else None)
+
+    def _state(self, done: int, crafted: int, logs: dict, opt, sched) -> dict:
+        return {
+            "config": self.cfg.to_dict(),
+            "step": done,
+            "crafted": crafted,
+            "logs": logs,
+            "times": dict(self.times),
+            "skipped_steps": self.skipped_steps,
+            "bad_in_a_row": self.bad_in_a_row,
+            "student": self.student.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "synthesizer": self.synth.state_dict(),
+            "rng": rng_state(self.generator),
+        }
+
+    def _restore(self, state: dict, opt, sched) -> tuple[int, int, dict]:
+        self.student.load_state_dict(state["student"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        self.synth.load_state_dict(state["synthesizer"])
+        set_rng_state(state["rng"], self.generator)
+        self.times.update({k: v for k, v in state["times"].items() if k != "load"})
+        self.skipped_steps, self.bad_in_a_row = state["skipped_steps"], state["bad_in_a_row"]
+        if not runtime.QUIET:
+            tqdm.write(f"resuming after student step {state['step']} of {self.cfg.student_steps}")
+        return state["step"], state["crafted"], state["logs"]
+
+    @staticmethod
+    def _writer(log_dir: str | Path | None):
+        if log_dir is None:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise UserError("--tensorboard needs the tensorboard package; pip install tensorboard (or asdfd[tensorboard])") from None
+        if not runtime.QUIET:
+            tqdm.write(f"TensorBoard logs: tensorboard --logdir {log_dir}")
+        return SummaryWriter(str(log_dir))
 
     @staticmethod
     def _log_step(writer, step: int, logs: dict[str, float], lr: float, stats: dict | None) -> None:
@@ -263,17 +311,33 @@ class Distiller:
         return {"samples": total, "agreement": agree / total}
 
 
-def distill(teacher_dir: str | Path, output: str | Path | None = None, cfg: DistillConfig | None = None, overwrite: bool = False) -> DistillResult:
-    """Distil the classifier in ``teacher_dir`` into a smaller student without any real data."""
+def distill(
+    teacher_dir: str | Path,
+    output: str | Path | None = None,
+    cfg: DistillConfig | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+) -> DistillResult:
+    """Distil the classifier in ``teacher_dir`` into a smaller student without any real data.
+
+    With an ``output``, the run checkpoints into ``.OUTPUT.partial/`` beside it (every
+    ``cfg.checkpoint_every`` steps and on Ctrl-C); ``resume`` continues a killed run from there."""
     cfg = cfg or DistillConfig()
-    if output is not None:
-        check_output_dir(output, overwrite)  # fail before the work, not after
-    elif cfg.tensorboard:
-        raise UserError("tensorboard logs go into the output folder; pass an output (--output) or drop --tensorboard")
-    log_dir = staging_log_dir(output) if cfg.tensorboard else None
-    if log_dir is not None and log_dir.exists():
-        shutil.rmtree(log_dir)  # an earlier run's leftovers (it was killed before it could move them)
-    result = Distiller(teacher_dir, cfg).run(log_dir=log_dir)
-    if output is not None:
-        result.save(output, overwrite=overwrite)
+    if output is None:
+        if cfg.tensorboard or resume:
+            raise UserError("--tensorboard and --resume work through the output folder; pass an output (--output)")
+        return Distiller(teacher_dir, cfg).run()
+    partial = partial_dir(output)
+    ckpt = partial / CHECKPOINT
+    if resume and not ckpt.is_file():
+        raise UserError(f"--resume found no checkpoint of an unfinished run into '{output}' (looked for {ckpt}); run without --resume")
+    if not resume and ckpt.is_file():
+        if not overwrite:
+            raise UserError(f"an unfinished run into '{output}' left a checkpoint in {partial}; pass --resume to continue, or --overwrite")
+        shutil.rmtree(partial)
+    check_output_dir(output, overwrite)  # fail before the work, not after
+    log_dir = partial / "tensorboard" if cfg.tensorboard else None
+    result = Distiller(teacher_dir, cfg).run(log_dir=log_dir, checkpoint=ckpt, resume=resume)
+    result.save(output, overwrite=overwrite)
+    shutil.rmtree(partial, ignore_errors=True)
     return result

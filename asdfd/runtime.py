@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -92,6 +94,31 @@ def check_output_dir(path: str | Path, overwrite: bool) -> Path:
     if not os.access(parent, os.W_OK):
         raise UserError(f"cannot write under '{parent}'; choose a writable --output")
     return p
+
+
+class _StopFlag:
+    requested = False
+
+
+@contextmanager
+def stop_on_sigint() -> Iterator[_StopFlag]:
+    """Turn the first Ctrl-C into a request (``flag.requested``) that the loop honours at the end
+    of the current step; a second Ctrl-C interrupts at once. Outside the main thread, a no-op."""
+    flag = _StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        flag.requested = True
+        signal.signal(signal.SIGINT, previous)
+        tqdm.write("stopping after this step (Ctrl-C again to abort at once)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager

@@ -318,7 +318,7 @@ def test_tensorboard_scalars_land_in_the_output_folder(tiny_teacher_dir, tmp_pat
     assert [e.step for e in events.Scalars("loss/kd")] == list(range(1, 21))
     lrs = [e.value for e in events.Scalars("lr")]
     assert lrs[0] < max(lrs) and lrs[-1] < max(lrs)  # warm-up, then linear decay
-    assert not any(p.name.endswith(".tensorboard") for p in tmp_path.iterdir())  # the staging folder moved in
+    assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())  # the staging folder moved in
 
 
 def test_inspect_decodes_and_plots_fresh_pseudo_samples(tiny_teacher_dir, tiny_csv, tmp_path, capsys):

@@ -49,6 +49,9 @@ class ASDFD(Synthesizer):
     def parameters(self) -> list[torch.nn.Parameter]:
         return list(self.task.parameters()) if self.task is not None else []
 
+    def modules(self) -> dict:
+        return {"task": self.task} if self.task is not None else {}
+
     def norm_penalty(self, z: torch.Tensor, slot_z: torch.Tensor) -> torch.Tensor:
         """Squared distance of each token vector's norm outside the real embeddings' norm range."""
         norms = z.norm(dim=-1)

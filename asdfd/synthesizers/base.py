@@ -83,6 +83,16 @@ class ReplayPool:
         self.cursor = int((self.cursor + n) % self.capacity)
         self.size = min(self.capacity, self.size + n)
 
+    def state_dict(self) -> dict:
+        store = None if self.store is None else {f.name: getattr(self.store, f.name)[: self.size].clone() for f in fields(self.store)}
+        return {"store": store, "size": self.size, "cursor": self.cursor}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.store, self.size, self.cursor = None, 0, 0
+        if state["store"] is not None:
+            self.add(PseudoBatch(**state["store"]))
+        self.size, self.cursor = state["size"], state["cursor"]
+
     def sample(self, n: int) -> PseudoBatch:
         assert self.store is not None and self.size > 0, "sample() before any synthesize()"
         idx = torch.randint(self.size, (n,), generator=self.generator)
@@ -183,6 +193,30 @@ class Synthesizer:
     def parameters(self) -> list[torch.nn.Parameter]:
         """Parameters trained together with the student (e.g. a self-supervised head)."""
         return []
+
+    # ---- checkpointing: everything that changes as the run goes (the random generator is the run's)
+    COUNTERS = ("confidence_sum", "target_prob_sum", "n_targeted", "n_crafted", "n_pooled")
+
+    def state_dict(self) -> dict:
+        """What a resumed run needs; subclasses with more moving parts extend it."""
+        return {
+            "pool": self.pool.state_dict(),
+            "class_hist": self.class_hist.clone(),
+            "counters": {k: getattr(self, k) for k in self.COUNTERS},
+            "modules": {name: m.state_dict() for name, m in self.modules().items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pool.load_state_dict(state["pool"])
+        self.class_hist = state["class_hist"].clone()
+        for k, v in state["counters"].items():
+            setattr(self, k, v)
+        for name, m in self.modules().items():
+            m.load_state_dict(state["modules"][name])
+
+    def modules(self) -> dict:
+        """Named objects with their own ``state_dict`` (heads, generators, their optimisers)."""
+        return {}
 
     def stats(self) -> dict:
         n = max(self.n_pooled, 1)

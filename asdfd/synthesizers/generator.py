@@ -46,6 +46,9 @@ class GeneratorSynthesizer(Synthesizer):
     def generator_loss(self, x: torch.Tensor, attn: torch.Tensor, student: PreTrainedModel) -> torch.Tensor:
         raise NotImplementedError
 
+    def modules(self) -> dict:
+        return {"net": self.net, "net_opt": self.net_opt}
+
     def _generate(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         _, base, slot, attn = self.random_frame(n)
         noise = torch.randn(n, self.noise_dim, generator=self.generator).to(self.device)

@@ -62,5 +62,11 @@ class RealKD(Synthesizer):
     def sample(self, n: int, student: PreTrainedModel | None = None) -> PseudoBatch:
         return self.craft(n, None)
 
+    def state_dict(self) -> dict:
+        return {"order": self.order.clone(), "seen": self.seen}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.order, self.seen = state["order"].clone(), state["seen"]
+
     def stats(self) -> dict:
         return {"real_train_texts": len(self.ids), "real_samples_seen": self.seen, "epochs": self.seen / len(self.ids)}

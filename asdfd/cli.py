@@ -199,6 +199,8 @@ def _print_eval(res: dict) -> None:
         print(f"  teacher accuracy        {res['teacher_accuracy']:.4f}")
         print(f"  agreement with teacher  {res['agreement_with_teacher']:.4f}")
     print("  per-class accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in res["per_class_accuracy"].items()))
+    if res.get("empty_texts") or res.get("truncated_texts"):
+        print(f"  note: {res['empty_texts']} empty texts (classified as given); {res['truncated_texts']} texts cut to the token limit (--max-length)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,8 +273,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         if args.record and not (Path(args.model) / REPORT_NAME).is_file():
             raise UserError(f"--record writes into a student folder made by asdfd distill, and '{args.model}' has no {REPORT_NAME}; drop --record")
-        data = load_dataset(args.data, args.split, args.text_column, args.label_column, args.max_length)
-        res = evaluate(args.model, data, args.teacher, args.device, allow_pickle=args.allow_pickle)
+        if args.split == "all" and Path(args.data).suffix.lower() in (".csv", ".jsonl", ".json"):
+            data = args.data  # a whole file: streamed in chunks, however large
+        else:
+            data = load_dataset(args.data, args.split, args.text_column, args.label_column, args.max_length)
+        kw = {"text_column": args.text_column, "label_column": args.label_column, "max_length": args.max_length or 128}
+        res = evaluate(args.model, data, args.teacher, args.device, allow_pickle=args.allow_pickle, **kw)
         if args.record:
             from .card import record_evaluation
 

@@ -119,6 +119,50 @@ def _read_file(path: Path, text_column: str, label_column: str) -> tuple[list[st
     return texts, labels
 
 
+def iter_file_chunks(path: str | Path, text_column: str = "text", label_column: str = "label", chunk: int = 4096):
+    """A CSV/JSONL file as (texts, labels) chunks of ``chunk`` rows, read lazily: memory stays
+    bounded however long the file is. Header, column and encoding problems raise ``UserError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"data file '{path}' does not exist; pass an existing .csv/.jsonl file or one of {sorted(BUILTIN)}")
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".jsonl", ".json"):
+        raise UserError(f"data file '{path}' has unsupported extension '{suffix}'; use .csv or .jsonl")
+
+    def rows(fh):
+        if suffix == ".csv":
+            yield from csv.DictReader(fh)
+        else:
+            for line in fh:
+                if line.strip():
+                    yield json.loads(line)
+
+    texts: list[str] = []
+    labels: list[str] = []
+    n = 0
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            for row in rows(fh):
+                if n == 0:
+                    for col, flag in ((text_column, "--text-column"), (label_column, "--label-column")):
+                        if col not in row:
+                            raise UserError(f"data file '{path}' has no column '{col}' (columns: {', '.join(map(str, row))}); pass {flag}")
+                n += 1
+                texts.append("" if row.get(text_column) is None else str(row[text_column]))
+                labels.append(str(row[label_column]))
+                if len(texts) == chunk:
+                    yield texts, labels
+                    texts, labels = [], []
+    except UnicodeDecodeError as e:
+        raise UserError(f"data file '{path}' is not valid UTF-8 ({e.reason} at byte {e.start}); re-save it as UTF-8") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"data file '{path}' has a line that is not JSON ({e.msg}); write one JSON object per line") from None
+    if n == 0:
+        raise UserError(f"data file '{path}' has no rows; give it a header and at least one labelled row")
+    if texts:
+        yield texts, labels
+
+
 # ---------------------------------------------------------------- splits
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from .data import Dataset
+from .data import Dataset, iter_file_chunks
 from .errors import UserError
 from .models import load_classifier, load_tokenizer
 from .runtime import progress, resolve_device, set_threads
@@ -28,16 +28,30 @@ def label_ids(model: PreTrainedModel, labels: list[str]) -> np.ndarray:
 @torch.inference_mode()
 def predict(model: PreTrainedModel, tokenizer, texts: list[str], max_length: int, batch_size: int = 64, desc: str = "evaluate") -> np.ndarray:
     """Argmax predictions; texts are sorted by length so batches carry little padding."""
+    return predict_counted(model, tokenizer, texts, max_length, batch_size, desc)[0]
+
+
+@torch.inference_mode()
+def predict_counted(
+    model: PreTrainedModel, tokenizer, texts: list[str], max_length: int, batch_size: int = 64, desc: str | None = "evaluate"
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Predictions, and how many texts were empty or cut at ``max_length`` tokens."""
     device = next(model.parameters()).device
     model.eval()
     order = np.argsort([len(t) for t in texts], kind="stable")
     preds = np.empty(len(texts), dtype=np.int64)
-    for start in progress(range(0, len(texts), batch_size), desc=desc, unit="batch"):
+    counts = {"empty": sum(1 for t in texts if not t.strip()), "truncated": 0}
+    starts = range(0, len(texts), batch_size)
+    for start in progress(starts, desc=desc, unit="batch") if desc else starts:
         idx = order[start : start + batch_size]
-        enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+        batch = [texts[i] for i in idx]
+        enc = tokenizer(batch, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+        if enc["input_ids"].shape[1] == max_length:  # some may have been cut: count them
+            full = tokenizer(batch, truncation=False)["input_ids"]
+            counts["truncated"] += sum(len(ids) > max_length for ids in full)
         logits = model(**{k: v.to(device) for k, v in enc.items()}).logits
         preds[idx] = logits.argmax(-1).cpu().numpy()
-    return preds
+    return preds, counts
 
 
 def metrics(preds: np.ndarray, gold: np.ndarray, id2label: dict[int, str]) -> dict:
@@ -60,18 +74,51 @@ def metrics(preds: np.ndarray, gold: np.ndarray, id2label: dict[int, str]) -> di
 
 def evaluate_model(model: PreTrainedModel, tokenizer, data: Dataset, teacher: PreTrainedModel | None = None, desc: str = "evaluate") -> dict:
     gold = label_ids(model, data.labels)
-    preds = predict(model, tokenizer, data.texts, data.max_length, desc=desc)
+    preds, counts = predict_counted(model, tokenizer, data.texts, data.max_length, desc=desc)
+    t_preds = predict(teacher, tokenizer, data.texts, data.max_length, desc="teacher") if teacher is not None else None
+    return _results(model, data.name, data.split, gold, preds, t_preds, counts)
+
+
+def _results(model, name: str, split: str, gold, preds, t_preds, counts: dict[str, int]) -> dict:
     id2label = {int(k): v for k, v in model.config.id2label.items()}
-    out = {"dataset": data.name, "split": data.split, **metrics(preds, gold, id2label)}
-    if teacher is not None:
-        t_preds = predict(teacher, tokenizer, data.texts, data.max_length, desc="teacher")
+    out = {"dataset": name, "split": split, **metrics(preds, gold, id2label), "empty_texts": counts["empty"], "truncated_texts": counts["truncated"]}
+    if t_preds is not None:
         out["teacher_accuracy"] = float((t_preds == gold).mean())
         out["agreement_with_teacher"] = float((preds == t_preds).mean())
     return out
 
 
-def evaluate(model_dir: str | Path, data: Dataset, teacher_dir: str | Path | None = None, device: str = "auto", allow_pickle: bool = False) -> dict:
-    """Load ``model_dir`` (and optionally a teacher) and evaluate it on ``data``."""
+def evaluate_stream(model: PreTrainedModel, tokenizer, path: str | Path, text_column: str, label_column: str, max_length: int, teacher=None) -> dict:
+    """Evaluate on a whole CSV/JSONL file read in chunks: memory does not grow with the file
+    (beyond one small integer per row for the predictions)."""
+    gold, preds, t_preds = [], [], []
+    counts = {"empty": 0, "truncated": 0}
+    bar = progress(desc="evaluate (streaming)", unit="text")
+    for texts, labels in iter_file_chunks(path, text_column, label_column):
+        gold.append(label_ids(model, labels))
+        p, c = predict_counted(model, tokenizer, texts, max_length, desc=None)
+        preds.append(p)
+        counts = {k: counts[k] + c[k] for k in counts}
+        if teacher is not None:
+            t_preds.append(predict(teacher, tokenizer, texts, max_length, desc=None))
+        bar.update(len(texts))
+    bar.close()
+    cat = np.concatenate
+    return _results(model, Path(path).name, "all", cat(gold), cat(preds), cat(t_preds) if teacher is not None else None, counts)
+
+
+def evaluate(
+    model_dir: str | Path,
+    data: Dataset | str | Path,
+    teacher_dir: str | Path | None = None,
+    device: str = "auto",
+    allow_pickle: bool = False,
+    text_column: str = "text",
+    label_column: str = "label",
+    max_length: int = 128,
+) -> dict:
+    """Load ``model_dir`` (and optionally a teacher) and evaluate it on ``data``: a loaded split,
+    or the path of a CSV/JSONL file to stream whole (the ``all`` split, read in chunks)."""
     set_threads()
     dev = resolve_device(device)
     model = load_classifier(model_dir, allow_pickle=allow_pickle).to(dev)
@@ -79,6 +126,9 @@ def evaluate(model_dir: str | Path, data: Dataset, teacher_dir: str | Path | Non
     teacher = load_classifier(teacher_dir, allow_pickle=allow_pickle).to(dev) if teacher_dir else None
     if teacher is not None and teacher.config.id2label != model.config.id2label:
         raise UserError("the teacher's labels differ from the model's; pass the teacher this student was distilled from")
-    out = evaluate_model(model, tokenizer, data, teacher)
+    if isinstance(data, Dataset):
+        out = evaluate_model(model, tokenizer, data, teacher)
+    else:
+        out = evaluate_stream(model, tokenizer, data, text_column, label_column, max_length, teacher)
     out["model"] = str(model_dir)
     return out

@@ -91,8 +91,11 @@ def check_output_dir(path: str | Path, overwrite: bool) -> Path:
     parent = p.resolve().parent
     while not parent.exists():
         parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise UserError(f"cannot write under '{parent}'; choose a writable --output")
+    try:  # a real write, not os.access: root passes access checks on read-only file systems too
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError:
+        raise UserError(f"cannot write under '{parent}'; choose a writable --output") from None
     return p
 
 

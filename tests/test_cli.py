@@ -188,6 +188,7 @@ def _bad_cases(teacher, tmp_path, tiny_csv):
         (["evaluate", "--model", str(teacher), "--data", str(header_only)], "has no rows"),
         (["evaluate", "--model", str(teacher), "--data", str(bad_jsonl)], "not JSON"),
         (_distill_args(teacher, a_file), "is a file"),
+        (_distill_args(teacher, "/proc/asdfd-student"), "cannot write under '/proc'"),  # not writable, even for root
     ]
 
 

@@ -65,10 +65,11 @@ def interleaved(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, fl
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def synthesis(teacher_dir: Path, reps: int) -> dict:
-    out = {p: synthesis_at(teacher_dir, p, reps) for p in PRECISIONS}
-    for p, r in out.items():
-        print(f"synthesis {p}: {r}", flush=True)
+def per_precision(section: str, measure: Callable[[Path, str, int], dict], teacher_dir: Path, reps: int) -> dict:
+    out = {}
+    for p in PRECISIONS:
+        out[p] = measure(teacher_dir, p, reps)
+        print(f"{section} {p}: {out[p]}", flush=True)
     return out
 
 
@@ -97,13 +98,6 @@ def synthesis_at(teacher_dir: Path, precision: str, reps: int) -> dict:
         "craft_s": round(t["craft"], 4),
         "ratio": round(t["craft"] / t["floor"], 3),
     }
-
-
-def training(teacher_dir: Path, reps: int) -> dict:
-    out = {p: training_at(teacher_dir, p, reps) for p in PRECISIONS}
-    for p, r in out.items():
-        print(f"training {p}: {r}", flush=True)
-    return out
 
 
 def training_at(teacher_dir: Path, precision: str, reps: int) -> dict:
@@ -271,9 +265,9 @@ def run_speed(results: Path, sections: list[str], reps: int, fresh: bool) -> dic
             print(f"skip {section} (done; --fresh reruns it)")
             continue
         if section == "synthesis":
-            save(section, synthesis(teacher_dir, reps))
+            save(section, per_precision(section, synthesis_at, teacher_dir, reps))
         elif section == "training":
-            save(section, training(teacher_dir, reps))
+            save(section, per_precision(section, training_at, teacher_dir, reps))
         elif section == "inference":
             save(section, inference(teacher_dir, reps))
         elif section == "distill":

@@ -331,9 +331,9 @@ def distill(
     ckpt = partial / CHECKPOINT
     if resume and not ckpt.is_file():
         raise UserError(f"--resume found no checkpoint of an unfinished run into '{output}' (looked for {ckpt}); run without --resume")
-    if not resume and ckpt.is_file():
-        if not overwrite:
-            raise UserError(f"an unfinished run into '{output}' left a checkpoint in {partial}; pass --resume to continue, or --overwrite")
+    if not resume and ckpt.is_file() and not overwrite:
+        raise UserError(f"an unfinished run into '{output}' left a checkpoint in {partial}; pass --resume to continue, or --overwrite")
+    if not resume and partial.exists():  # discarded with --overwrite, or a dead run's logs without a checkpoint
         shutil.rmtree(partial)
     check_output_dir(output, overwrite)  # fail before the work, not after
     log_dir = partial / "tensorboard" if cfg.tensorboard else None

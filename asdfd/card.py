@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from .runtime import atomic_write_text
+
 CARD_NAME = "README.md"
 
 
@@ -110,7 +112,5 @@ def record_evaluation(folder: str | Path, result: dict, report_name: str) -> Non
     report.setdefault("evaluation", {})[f"{result['dataset']}/{result['split']}"] = {
         k: v for k, v in result.items() if k in ("dataset", "split", "n", "accuracy", "macro_f1", "agreement_with_teacher")
     }
-    for path, text in ((report_path, json.dumps(report, indent=2) + "\n"), (folder / CARD_NAME, model_card(report, folder.name))):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+    atomic_write_text(report_path, json.dumps(report, indent=2) + "\n")
+    atomic_write_text(folder / CARD_NAME, model_card(report, folder.name))

@@ -100,8 +100,8 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-column", default="label", help="label column of a data file (default: label)")
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    if any(a.dest == "output" for a in p._actions):  # the commands that run a job take a config file
+def _common(p: argparse.ArgumentParser, config: bool = True) -> None:
+    if config and any(a.dest == "output" for a in p._actions):  # the commands that run a job take a config file
         p.add_argument("--config", default=None, help="YAML file of options (any flag of this command, by name); flags given here win")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -158,8 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-column", default="label")
     p.add_argument("--teacher", default=None, help="teacher folder, if it moved since the run (default: the one in the report)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    _common(p, config=False)
     sub.add_parser("methods", help="list the pseudo-sample methods")
     parser.commands = sub.choices  # type: ignore[attr-defined]
     return parser

@@ -91,31 +91,11 @@ BUILTIN: dict[str, tuple[Callable[[], tuple[list[str], list[str]]], int]] = {
 
 
 def _read_file(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
-    if not path.is_file():
-        raise UserError(f"data file '{path}' does not exist; pass an existing .csv/.jsonl file or one of {sorted(BUILTIN)}")
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".jsonl", ".json"):
-        raise UserError(f"data file '{path}' has unsupported extension '{suffix}'; use .csv or .jsonl")
-    try:
-        with open(path, encoding="utf-8", newline="") as fh:
-            if suffix == ".csv":
-                reader = csv.DictReader(fh)
-                columns = reader.fieldnames or []
-                rows = list(reader)
-            else:
-                rows = [json.loads(line) for line in fh if line.strip()]
-                columns = list(rows[0]) if rows else []
-    except UnicodeDecodeError as e:
-        raise UserError(f"data file '{path}' is not valid UTF-8 ({e.reason} at byte {e.start}); re-save it as UTF-8") from None
-    except json.JSONDecodeError as e:
-        raise UserError(f"data file '{path}' has a line that is not JSON ({e.msg}); write one JSON object per line") from None
-    if not rows:
-        raise UserError(f"data file '{path}' has no rows; give it a header and at least one labelled row")
-    for col, flag in ((text_column, "--text-column"), (label_column, "--label-column")):
-        if col not in columns:
-            raise UserError(f"data file '{path}' has no column '{col}' (columns: {', '.join(map(str, columns))}); pass {flag}")
-    texts = ["" if r.get(text_column) is None else str(r[text_column]) for r in rows]
-    labels = [str(r[label_column]) for r in rows]
+    texts: list[str] = []
+    labels: list[str] = []
+    for t, lab in iter_file_chunks(path, text_column, label_column):
+        texts += t
+        labels += lab
     return texts, labels
 
 

@@ -25,6 +25,7 @@ from .distiller import REPORT_NAME
 from .errors import UserError
 from .models import TokenSpace, load_classifier, load_teacher, load_tokenizer
 from .runtime import atomic_dir, autocast, check_output_dir, resolve_device, seed_everything, set_threads
+from .synthesizers.base import PseudoBatch
 
 
 def _pyplot():
@@ -101,7 +102,7 @@ def _inspect(run: Path, output: Path, cfg: DistillConfig, report: dict, n: int, 
     space = TokenSpace.from_teacher(teacher, tokenizer)
     synth = synthesizers.build(cfg.method, teacher, space, cfg, device, generator)
     batches = [synth.craft(min(cfg.batch_size, n - start), student) for start in range(0, n, cfg.batch_size)]
-    batch = type(batches[0]).concat(batches)
+    batch = PseudoBatch.concat(batches)
     id2label = {int(k): v for k, v in teacher.config.id2label.items()}
     probs = batch.teacher_logits.float().softmax(-1).cpu()
     conf, pred = probs.max(-1)

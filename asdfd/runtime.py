@@ -124,6 +124,14 @@ def stop_on_sigint() -> Iterator[_StopFlag]:
         signal.signal(signal.SIGINT, previous)
 
 
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to a temporary sibling, then rename it over ``path``: never a torn file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it replaces ``path`` in one rename.

@@ -32,6 +32,7 @@ from asdfd.distiller import Distiller
 from asdfd.errors import UserError
 from asdfd.evaluator import evaluate_model
 from asdfd.models import build_student, load_teacher, load_tokenizer, resolve_student_layers
+from asdfd.runtime import atomic_write_text
 from asdfd.synthesizers import REGISTRY
 
 from .report import summarize
@@ -164,9 +165,7 @@ def main(argv: list[str] | None = None) -> None:
                     continue
                 cell = run_cell(dataset, label, variants[name], seed, extra if variants[name] is not None else {}, teacher_cfg)
                 out.parent.mkdir(parents=True, exist_ok=True)
-                tmp = out.with_suffix(".tmp")
-                tmp.write_text(json.dumps(cell, indent=2) + "\n")
-                tmp.rename(out)
+                atomic_write_text(out, json.dumps(cell, indent=2) + "\n")
                 print(
                     f"{dataset} {label} seed{seed}: val {cell['validation']['accuracy']:.4f} test {cell['test']['accuracy']:.4f} "
                     f"({cell['distill_wall_time_s']:.0f}s)"

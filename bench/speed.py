@@ -34,7 +34,7 @@ from asdfd.data import load_dataset
 from asdfd.demo import cached_teacher
 from asdfd.distiller import REPORT_NAME, Distiller
 from asdfd.models import build_student, load_classifier, load_teacher, load_tokenizer, resolve_student_layers
-from asdfd.runtime import autocast, set_threads
+from asdfd.runtime import atomic_write_text, autocast, set_threads
 
 SECTIONS = ("synthesis", "training", "inference", "distill")
 PRECISIONS = ("fp32", "bf16")
@@ -256,9 +256,7 @@ def run_speed(results: Path, sections: list[str], reps: int, fresh: bool) -> dic
         data[section] = value
         data.setdefault("machine", {})[section] = machine()
         results.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        tmp.rename(path)
+        atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
     for section in sections:
         if section in data and section != "distill":

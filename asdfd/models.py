@@ -70,7 +70,9 @@ def load_classifier(path: str | Path, *, require_head: bool = True, allow_pickle
     else:
         model = _load_pickled(p, config)
     if "inputs_embeds" not in inspect.signature(model.forward).parameters:
-        raise UserError(f"'{p}' ({type(model).__name__}) cannot take inputs_embeds; asdfd needs an encoder that accepts them")
+        raise UserError(
+            f"'{p}' ({type(model).__name__}) cannot take inputs_embeds; use a teacher whose forward accepts them (BERT, MiniLM, MPNet, RoBERTa, ...)"
+        )
     return model
 
 

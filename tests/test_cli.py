@@ -153,16 +153,30 @@ def _bad_cases(teacher, tmp_path, tiny_csv):
     bad_jsonl.write_text('{"text": "ok", "label": "pos"}\n{"text": \n')
     a_file = tmp_path / "a_file"
     a_file.write_text("not a folder")
-    from transformers import BertForSequenceClassification, BertModel
+    from transformers import BertForSequenceClassification, BertModel, PerceiverConfig, PerceiverForSequenceClassification
 
     from .conftest import tiny_config
 
     encoder, regression = tmp_path / "encoder", tmp_path / "regression"
     BertModel(tiny_config()).save_pretrained(encoder)
     BertForSequenceClassification(tiny_config(num_labels=1, id2label=None, label2id=None)).save_pretrained(regression)
+    no_embeds = tmp_path / "perceiver"  # a sequence classifier whose forward has no inputs_embeds
+    perceiver = PerceiverConfig(
+        num_latents=4,
+        d_latents=16,
+        d_model=16,
+        num_blocks=1,
+        num_self_attends_per_block=1,
+        num_self_attention_heads=1,
+        num_cross_attention_heads=1,
+        vocab_size=40,
+        num_labels=3,
+    )
+    PerceiverForSequenceClassification(perceiver).save_pretrained(no_embeds)
     return [
         (_distill_args(encoder, tmp_path / "o15"), "without a classification head"),
         (_distill_args(regression, tmp_path / "o16"), "regression head"),
+        (_distill_args(no_embeds, tmp_path / "o20"), "cannot take inputs_embeds"),
         (_distill_args(teacher, tmp_path / "o17", "--batch-size", "-4"), "batch_size must be"),
         (_distill_args(teacher, tmp_path / "o18", "--student-layers", "-1"), "between 1 and"),
         (_distill_args(teacher, tmp_path / "o19", "--precision", "fp16"), "not one of auto, fp32, bf16"),

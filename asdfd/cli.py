@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import runtime
+from . import parallel, runtime
 from .checkpoint import Interrupted
 from .config import DistillConfig, TeacherConfig, check_value_type, read_config_file
 from .errors import UserError
@@ -23,6 +23,7 @@ CONFIG_HELP = {
     "allow_pickle": "read a teacher's pytorch_model.bin (tensors only, weights_only=True) when it has no safetensors",
     "checkpoint_every": "student steps between checkpoints in .OUTPUT.partial/ (0: only on Ctrl-C); --resume continues a killed run",
     "tensorboard": "write TensorBoard scalars (losses, learning rate, teacher confidence, agreement) into OUTPUT/tensorboard",
+    "num_processes": "data-parallel processes launched through accelerate (GPUs, or CPU processes over gloo); budgets stay global",
     "precision": "auto | fp32 | bf16: bf16 autocast for every forward pass (weights and losses stay fp32); auto = bf16 where the hardware has it",
     "student_steps": "student optimiser steps",
     "batch_size": "samples per optimiser step (distill: also per crafted batch)",
@@ -159,6 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", default=None, help="teacher folder, if it moved since the run (default: the one in the report)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
     _common(p, config=False)
+    p = sub.add_parser("export", help="export a classifier to ONNX (checked against PyTorch under onnxruntime)")
+    p.add_argument("--model", required=True, help="classifier folder (a student written by asdfd distill, or any classifier)")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="export format (default: onnx)")
+    p.add_argument("--output", default=None, help="folder for the export (default: MODEL-onnx)")
+    p.add_argument("--quantize", default=None, help="int8: also write a dynamic-int8 model.int8.onnx")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
+    _common(p, config=False)
     sub.add_parser("methods", help="list the pseudo-sample methods")
     parser.commands = sub.choices  # type: ignore[attr-defined]
     return parser
@@ -217,21 +225,23 @@ def main(argv: list[str] | None = None) -> int:
     if runtime.QUIET:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
-        return _dispatch(args)
+        return _dispatch(args, argv)
     except Interrupted as e:
-        print(f"asdfd: {e}", file=sys.stderr)
+        if parallel.rank() == 0:
+            print(f"asdfd: {e}", file=sys.stderr)
         return 130
     except UserError as e:
         if getattr(args, "debug", False):
             raise
-        print(f"asdfd: error: {e}", file=sys.stderr)
+        if parallel.rank() == 0:  # in a data-parallel run every rank fails alike; one line is enough
+            print(f"asdfd: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("asdfd: interrupted", file=sys.stderr)
         return 130
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -253,10 +263,19 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"teacher written to {args.output}: validation accuracy {rep['validation_accuracy']:.4f}, test accuracy {rep['test_accuracy']:.4f}")
         return 0
     if args.command == "distill":
-        from .distiller import distill
+        from .distiller import distill, preflight
 
         cfg = _config_from_args(DistillConfig, args)
+        if cfg.num_processes > 1 and not parallel.launched():
+            from .models import load_classifier
+            from .runtime import resolve_device
+
+            load_classifier(args.teacher, allow_pickle=cfg.allow_pickle)  # one clear error here, not one per rank
+            preflight(args.output, cfg, args.overwrite, args.resume)
+            return parallel.launch(argv, cfg.num_processes, cuda=resolve_device(cfg.device).type == "cuda")
         res = distill(args.teacher, args.output, cfg, overwrite=args.overwrite, resume=args.resume)
+        if parallel.rank() != 0:
+            return 0
         r = res.report
         agree = r["heldout_pseudo_agreement"]["agreement"]
         agree_s = "n/a" if agree is None else f"{agree:.4f}"
@@ -296,6 +315,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         res = inspect_run(args.run, output, args.n, data, args.teacher, overwrite=args.overwrite)
         print("\n".join(["teacher_label\tconfidence\tnearest word pieces", *res["examples"]]))
         print(f"{res['samples']} pseudo samples decoded and plotted into {res['output']}")
+        return 0
+    if args.command == "export":
+        from .onnx_export import INT8_NAME, ONNX_NAME, export_onnx
+
+        rep = export_onnx(args.model, args.output, args.quantize, overwrite=args.overwrite)
+        print(f"{ONNX_NAME} written to {rep['output']} (opset {rep['opset']}); max |logit difference| from PyTorch {rep['max_abs_diff']:.1e}")
+        if "int8" in rep:
+            q = rep["int8"]
+            print(f"{INT8_NAME}: max |logit difference| {q['max_abs_diff']:.1e}, argmax agreement {q['argmax_agreement']:.3f} on the check texts")
+        int8 = f"  (int8: --model {Path(rep['output']) / INT8_NAME})" if "int8" in rep else ""
+        print(f"accuracy: asdfd evaluate --model {rep['output']} --data DATA{int8}")
         return 0
     if args.command == "demo":
         from .demo import run_demo

@@ -31,6 +31,9 @@ class DistillConfig:
     precision: str = "auto"
     checkpoint_every: int = 100  # student steps between checkpoints (0: only on Ctrl-C); --resume continues
     tensorboard: bool = False  # TensorBoard scalars into OUTPUT/tensorboard (staged beside OUTPUT while running)
+    # data-parallel processes (GPUs, or CPU processes over gloo) launched through accelerate; budgets
+    # stay global (each rank runs 1/N of every batch); inside `accelerate launch` the world size
+    num_processes: int = 1
 
     # budget
     student_steps: int = 600
@@ -85,7 +88,7 @@ class DistillConfig:
 
         if self.method not in available():
             raise UserError(f"unknown method '{self.method}'; choose one of {', '.join(available())}")
-        for name in ("student_steps", "batch_size", "pseudo_samples", "min_len", "max_len", "replay_size", "replay_hardness"):
+        for name in ("student_steps", "batch_size", "pseudo_samples", "min_len", "max_len", "replay_size", "replay_hardness", "num_processes"):
             if getattr(self, name) <= 0:
                 raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}; pass a value >= 1")
         from .synthesizers import REGISTRY
@@ -115,6 +118,9 @@ class DistillConfig:
             raise UserError(f"device '{self.device}' is not one of auto, cpu, cuda")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise UserError(f"precision '{self.precision}' is not one of auto, fp32, bf16")
+        from .parallel import check_world
+
+        check_world(self)
         if self.precision == "auto":
             from .runtime import resolve_device, resolve_precision
 

@@ -10,6 +10,7 @@ synthesizer-side head take one AdamW step on ``L_kd + lambda_hidden * L_hid + L_
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -22,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
-from . import runtime, synthesizers
+from . import parallel, runtime, synthesizers
 from .card import CARD_NAME, model_card, weights_sha256
 from .checkpoint import CHECKPOINT, Interrupted, load_checkpoint, partial_dir, rng_state, save_checkpoint, set_rng_state
 from .config import DistillConfig, save_config
@@ -64,8 +65,14 @@ class Distiller:
         already (demo, bench), are used as they are instead of being read again."""
         self.cfg = cfg.validate()
         set_threads()
-        self.device = resolve_device(cfg.device)
-        self.generator = seed_everything(cfg.seed)
+        device = resolve_device(cfg.device)
+        self.ranks = parallel.Ranks.current(cpu=device.type == "cpu")
+        self.device = self.ranks.device or device
+        # what this process runs: the whole config, or one rank's share of it (own seed, 1/N budgets)
+        self.local = parallel.local_config(cfg, self.ranks)
+        self.generator = seed_everything(self.local.seed)
+        if not self.ranks.main:
+            runtime.QUIET = True
         t0 = time.perf_counter()
         self.teacher_dir = str(teacher_dir)
         self.teacher_sha256 = weights_sha256(teacher_dir)
@@ -82,7 +89,8 @@ class Distiller:
         n_teacher = int(self.teacher.config.num_hidden_layers)
         self.layers = resolve_student_layers(n_teacher, cfg.student_layers)
         self.student = build_student(self.teacher, self.layers).to(self.device)
-        self.synth = synthesizers.build(cfg.method, self.teacher, self.space, cfg, self.device, self.generator)
+        self.synth = synthesizers.build(cfg.method, self.teacher, self.space, self.local, self.device, self.generator)
+        self.ranks.broadcast([*self.student.parameters(), *self.synth.parameters()])  # one starting point
         self.times = {"load": time.perf_counter() - t0, "synthesis": 0.0, "student": 0.0, "heldout": 0.0}
         self.skipped_steps = self.bad_in_a_row = 0
 
@@ -147,11 +155,13 @@ class Distiller:
         """One optimiser step, or none when the loss or the gradient is not finite: the step is
         skipped and counted, and ``MAX_BAD_STEPS`` skipped in a row stop the run."""
         opt.zero_grad(set_to_none=True)
-        finite = bool(torch.isfinite(loss))
+        finite = self.ranks.all(bool(torch.isfinite(loss)))  # every rank steps, or none
         if finite:
             loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], self.cfg.grad_clip)
-            finite = bool(torch.isfinite(norm))
+            params = [p for g in opt.param_groups for p in g["params"]]
+            self.ranks.average_gradients(params)
+            norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+            finite = bool(torch.isfinite(norm))  # averaged gradients: the same on every rank
         if not finite:
             opt.zero_grad(set_to_none=True)
             self.skipped_steps += 1
@@ -180,10 +190,10 @@ class Distiller:
         ``checkpoint`` (a file path), the run's whole state is saved there every
         ``cfg.checkpoint_every`` steps and on SIGINT (then the run stops with ``Interrupted``);
         ``resume`` continues from it."""
-        cfg = self.cfg
+        cfg, local = self.cfg, self.local
         opt, sched = self._optimizer()
-        writer = self._writer(log_dir)
-        rounds = math.ceil(cfg.pseudo_samples / cfg.batch_size)
+        writer = self._writer(log_dir) if self.ranks.main else None
+        rounds = math.ceil(local.pseudo_samples / local.batch_size)
         start, crafted = 0, 0
         logs: dict[str, float] = {}
         if resume:
@@ -201,7 +211,7 @@ class Distiller:
                     crafted += 1
                 t1 = time.perf_counter()
                 lr = sched.get_last_lr()[0]
-                logs = self._student_step(self.synth.sample(cfg.batch_size, self.student), opt, sched)
+                logs = self._student_step(self.synth.sample(local.batch_size, self.student), opt, sched)
                 t2 = time.perf_counter()
                 if writer is not None:
                     self._log_step(writer, step + 1, logs, lr, self.synth.stats() if new else None)
@@ -213,10 +223,11 @@ class Distiller:
                     on_step(step + 1, self.student)
                     self.student.train()
                 done = step + 1
+                stopping = self.ranks.any(stop.requested)
                 if checkpoint is not None and done < cfg.student_steps:
-                    if stop.requested or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
-                        save_checkpoint(Path(checkpoint), self._state(done, crafted, logs, opt, sched))
-                if stop.requested:
+                    if stopping or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
+                        self._save(Path(checkpoint), done, crafted, logs, opt, sched)
+                if stopping:
                     if writer is not None:
                         writer.close()
                     where = f"checkpoint saved in {Path(checkpoint).parent}; rerun the same command with --resume" if checkpoint else "nothing saved"
@@ -243,7 +254,17 @@ class Distiller:
             "skipped_steps": self.skipped_steps,  # non-finite loss or gradient
             "real_data_used": self.synth.needs_data,
         }
+        if self.ranks.count > 1:
+            self._report_ranks(report)
         return DistillResult(self.student, self.tokenizer, report, Path(log_dir) if log_dir is not None else None)
+
+    def _save(self, path: Path, done: int, crafted: int, logs: dict, opt, sched) -> None:
+        """One checkpoint file for all ranks: the shared student state once, and each rank's own
+        synthesizer and random state (rank 0's at the top, the others' in ``other_ranks``)."""
+        own = self.ranks.gather({"synthesizer": self.synth.state_dict(), "rng": rng_state(self.generator)})
+        if self.ranks.main:
+            save_checkpoint(path, {**self._state(done, crafted, logs, opt, sched), **own[0], "other_ranks": own[1:]})
+        self.ranks.wait()
 
     def _state(self, done: int, crafted: int, logs: dict, opt, sched) -> dict:
         return {
@@ -257,16 +278,15 @@ class Distiller:
             "student": self.student.state_dict(),
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
-            "synthesizer": self.synth.state_dict(),
-            "rng": rng_state(self.generator),
         }
 
     def _restore(self, state: dict, opt, sched) -> tuple[int, int, dict]:
         self.student.load_state_dict(state["student"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        self.synth.load_state_dict(state["synthesizer"])
-        set_rng_state(state["rng"], self.generator)
+        own = state if self.ranks.main else state["other_ranks"][self.ranks.index - 1]
+        self.synth.load_state_dict(own["synthesizer"])
+        set_rng_state(own["rng"], self.generator)
         self.times.update({k: v for k, v in state["times"].items() if k != "load"})
         self.skipped_steps, self.bad_in_a_row = state["skipped_steps"], state["bad_in_a_row"]
         if not runtime.QUIET:
@@ -297,18 +317,73 @@ class Distiller:
 
     def heldout_agreement(self) -> dict:
         """Teacher-student argmax agreement on fresh pseudo samples the student never trained on."""
-        n = self.cfg.heldout_samples
+        n = self.local.heldout_samples
         if n == 0 or self.synth.needs_data:
             return {"samples": 0, "agreement": None}
         agree = total = 0
         self.student.eval()
-        for start in range(0, n, self.cfg.batch_size):
-            batch = self.synth.craft(min(self.cfg.batch_size, n - start), self.student)
+        for start in range(0, n, self.local.batch_size):
+            batch = self.synth.craft(min(self.local.batch_size, n - start), self.student)
             with torch.inference_mode(), autocast(self.device, self.cfg.precision):
                 s_logits = self.student(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask).logits
             agree += int((s_logits.argmax(-1) == batch.teacher_logits.argmax(-1)).sum())
             total += len(batch)
-        return {"samples": total, "agreement": agree / total}
+        agree, total = self.ranks.sum([agree, total])
+        return {"samples": int(total), "agreement": agree / total}
+
+    def _report_ranks(self, report: dict) -> None:
+        """Evidence that data parallelism worked: per-rank fingerprints of the student (all equal)
+        and of the replay pool (all different); sample counts summed over ranks."""
+        mine = {
+            "student_sha256": _fingerprint(self.student.state_dict().values()),
+            "pool_sha256": _fingerprint(_tensors(self.synth.state_dict().get("pool") or self.synth.state_dict())),
+            "stats": self.synth.stats(),
+        }
+        ranks = self.ranks.gather(mine)
+        if not self.ranks.main:
+            return
+        for key in ("pseudo_samples", "pooled_samples", "real_samples_seen"):
+            if key in report["synthesis"]:
+                report["synthesis"][key] = sum(r["stats"][key] for r in ranks)
+        report["data_parallel"] = {
+            "processes": self.ranks.count,
+            "student_sha256": [r["student_sha256"] for r in ranks],
+            "pool_sha256": [r["pool_sha256"] for r in ranks],
+            "pseudo_samples_per_rank": [r["stats"].get("pseudo_samples", r["stats"].get("real_samples_seen")) for r in ranks],
+        }
+
+
+def _tensors(tree) -> list[torch.Tensor]:
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    if isinstance(tree, dict):
+        return [t for v in tree.values() for t in _tensors(v)]
+    if isinstance(tree, list | tuple):
+        return [t for v in tree for t in _tensors(v)]
+    return []
+
+
+def _fingerprint(tensors) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def preflight(output: str | Path | None, cfg: DistillConfig, overwrite: bool, resume: bool) -> None:
+    """The checks on the output folder and checkpoint that fail a run before any work (nothing is
+    changed); the CLI runs them before launching a data-parallel run too."""
+    if output is None:
+        if cfg.tensorboard or resume:
+            raise UserError("--tensorboard and --resume work through the output folder; pass an output (--output)")
+        return
+    partial = partial_dir(output)
+    ckpt = partial / CHECKPOINT
+    if resume and not ckpt.is_file():
+        raise UserError(f"--resume found no checkpoint of an unfinished run into '{output}' (looked for {ckpt}); run without --resume")
+    if not resume and ckpt.is_file() and not overwrite:
+        raise UserError(f"an unfinished run into '{output}' left a checkpoint in {partial}; pass --resume to continue, or --overwrite")
+    check_output_dir(output, overwrite)
 
 
 def distill(
@@ -322,22 +397,23 @@ def distill(
 
     With an ``output``, the run checkpoints into ``.OUTPUT.partial/`` beside it (every
     ``cfg.checkpoint_every`` steps and on Ctrl-C); ``resume`` continues a killed run from there."""
-    cfg = cfg or DistillConfig()
+    cfg = (cfg or DistillConfig()).validate()
+    if cfg.num_processes > 1 and not parallel.launched():
+        raise UserError(f"num_processes={cfg.num_processes} needs a launcher: run `asdfd distill --num-processes {cfg.num_processes} ...`")
+    preflight(output, cfg, overwrite, resume)
     if output is None:
-        if cfg.tensorboard or resume:
-            raise UserError("--tensorboard and --resume work through the output folder; pass an output (--output)")
         return Distiller(teacher_dir, cfg).run()
     partial = partial_dir(output)
     ckpt = partial / CHECKPOINT
-    if resume and not ckpt.is_file():
-        raise UserError(f"--resume found no checkpoint of an unfinished run into '{output}' (looked for {ckpt}); run without --resume")
-    if not resume and ckpt.is_file() and not overwrite:
-        raise UserError(f"an unfinished run into '{output}' left a checkpoint in {partial}; pass --resume to continue, or --overwrite")
-    if not resume and partial.exists():  # discarded with --overwrite, or a dead run's logs without a checkpoint
+    distiller = Distiller(teacher_dir, cfg)  # every rank has checked the same files by now
+    main = distiller.ranks.main  # only rank 0 of a data-parallel run writes
+    if main and not resume and partial.exists():  # discarded with --overwrite, or a dead run's logs without a checkpoint
         shutil.rmtree(partial)
-    check_output_dir(output, overwrite)  # fail before the work, not after
+    distiller.ranks.wait()
     log_dir = partial / "tensorboard" if cfg.tensorboard else None
-    result = Distiller(teacher_dir, cfg).run(log_dir=log_dir, checkpoint=ckpt, resume=resume)
-    result.save(output, overwrite=overwrite)
-    shutil.rmtree(partial, ignore_errors=True)
+    result = distiller.run(log_dir=log_dir, checkpoint=ckpt, resume=resume)
+    if main:
+        result.save(output, overwrite=overwrite)
+        shutil.rmtree(partial, ignore_errors=True)
+    distiller.ranks.wait()
     return result

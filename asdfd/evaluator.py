@@ -11,6 +11,7 @@ from transformers import PreTrainedModel
 from .data import Dataset, iter_file_chunks
 from .errors import UserError
 from .models import load_classifier, load_tokenizer
+from .onnx_export import OnnxClassifier, is_onnx
 from .runtime import progress, resolve_device, set_threads
 
 
@@ -36,7 +37,7 @@ def predict_counted(
     model: PreTrainedModel, tokenizer, texts: list[str], max_length: int, batch_size: int = 64, desc: str | None = "evaluate"
 ) -> tuple[np.ndarray, dict[str, int]]:
     """Predictions, and how many texts were empty or cut at ``max_length`` tokens."""
-    device = next(model.parameters()).device
+    device = model.device
     model.eval()
     order = np.argsort([len(t) for t in texts], kind="stable")
     preds = np.empty(len(texts), dtype=np.int64)
@@ -121,8 +122,12 @@ def evaluate(
     or the path of a CSV/JSONL file to stream whole (the ``all`` split, read in chunks)."""
     set_threads()
     dev = resolve_device(device)
-    model = load_classifier(model_dir, allow_pickle=allow_pickle).to(dev)
-    tokenizer = load_tokenizer(model_dir)
+    if is_onnx(model_dir):  # an asdfd export, run by onnxruntime on CPU
+        model = OnnxClassifier(model_dir)
+        tokenizer = load_tokenizer(model.path.parent)
+    else:
+        model = load_classifier(model_dir, allow_pickle=allow_pickle).to(dev)
+        tokenizer = load_tokenizer(model_dir)
     teacher = load_classifier(teacher_dir, allow_pickle=allow_pickle).to(dev) if teacher_dir else None
     if teacher is not None and teacher.config.id2label != model.config.id2label:
         raise UserError("the teacher's labels differ from the model's; pass the teacher this student was distilled from")

@@ -10,6 +10,9 @@ Sections (each stored as soon as it finishes; a rerun skips finished ones unless
   inference  teacher vs student, batch 1 and 32, sequence length 64: latency, throughput, size
   distill    `asdfd distill` in child processes: a default run (peak RSS) and 1x/2x/4x budgets
              (pseudo samples and student steps scaled together) for linearity
+  parallel   `asdfd distill` at the 1x budget as one process and as `--num-processes 2`, alternated
+  onnx       a default trec student exported to ONNX (fp32 and dynamic int8): test accuracy of
+             PyTorch, ONNX and int8, and their latency/throughput at batch 1 and 32 (onnxruntime, CPU)
 Every figure is a median over repetitions; ratios are taken between figures of the same run.
 """
 
@@ -36,7 +39,7 @@ from asdfd.distiller import REPORT_NAME, Distiller
 from asdfd.models import build_student, load_classifier, load_teacher, load_tokenizer, resolve_student_layers
 from asdfd.runtime import atomic_write_text, autocast, set_threads
 
-SECTIONS = ("synthesis", "training", "inference", "distill")
+SECTIONS = ("synthesis", "training", "inference", "distill", "parallel", "onnx")
 PRECISIONS = ("fp32", "bf16")
 SCALE_BASE = {"pseudo_samples": 384, "student_steps": 75}  # the default's 3072 : 600, an eighth of it
 
@@ -165,7 +168,6 @@ def inference(teacher_dir: Path, reps: int) -> dict:
             key = f"student_speedup_b{batch}_{precision}"
             out[key] = round(t["teacher"] / t["student"], 3)
             print(f"inference batch {batch} {precision}: student {out[key]}x the teacher's throughput", flush=True)
-    out["onnx"] = None  # no ONNX export yet
     return out
 
 
@@ -225,6 +227,53 @@ def distill_runs(teacher_dir: Path, done: dict, save: Callable[[dict], None]) ->
     return runs
 
 
+def parallel_runs(teacher_dir: Path, reps: int) -> dict:
+    """One process (all cores as torch threads) against two processes (the cores shared out),
+    same global budget, alternated so machine noise hits both alike."""
+    settings = {"one": dict(SCALE_BASE), "two": {**SCALE_BASE, "num_processes": 2}}
+    runs: dict[str, list[dict]] = {k: [] for k in settings}
+    for _ in range(max(1, reps // 2)):
+        for name, st in settings.items():
+            runs[name].append(distill_child(teacher_dir, st))
+            print(f"parallel {name}: {runs[name][-1]['process_wall_s']} s", flush=True)
+    med = {k: statistics.median(r["process_wall_s"] for r in v) for k, v in runs.items()}
+    return {
+        "settings": settings,
+        "process_wall_s": {k: [r["process_wall_s"] for r in v] for k, v in runs.items()},
+        "median_s": med,
+        "speedup": round(med["one"] / med["two"], 3),
+    }
+
+
+def onnx_export(teacher_dir: Path, reps: int) -> dict:
+    """A default AS-DFD student of the trec teacher (fp32), exported; accuracy and speed of each form."""
+    from asdfd.evaluator import evaluate_model
+    from asdfd.onnx_export import INT8_NAME, OnnxClassifier, export_onnx
+
+    test = load_dataset("trec", "test")
+    cfg = DistillConfig(precision="fp32")
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Distiller(teacher_dir, cfg).run()
+        result.save(Path(tmp) / "student")
+        report = export_onnx(Path(tmp) / "student", Path(tmp) / "onnx", quantize="int8")
+        onnx_dir = Path(tmp) / "onnx"
+        models = {"pytorch": result.student.eval(), "onnx": OnnxClassifier(onnx_dir), "onnx_int8": OnnxClassifier(onnx_dir / INT8_NAME)}
+        out: dict = {
+            "student": "as-dfd, package defaults, seed 0, fp32",
+            "export": {k: report[k] for k in ("max_abs_diff", "opset", "files", "int8")},
+        }
+        for name, model in models.items():
+            out[name] = {"test_accuracy": evaluate_model(model, result.tokenizer, test, desc=name)["accuracy"]}
+        for batch in (1, 32):
+            enc = dict(result.tokenizer(test.texts[:batch], padding="max_length", truncation=True, max_length=64, return_tensors="pt"))
+            fns = {name: forward_fn(m, enc, "fp32") for name, m in models.items()}
+            t = interleaved(fns, reps * (4 if batch == 1 else 1))
+            for name in models:
+                out[name][f"b{batch}"] = {"latency_ms": round(1e3 * t[name], 2), "throughput_per_s": round(batch / t[name], 1)}
+            print(f"onnx batch {batch}: " + ", ".join(f"{k} {1e3 * v:.1f} ms" for k, v in t.items()), flush=True)
+    return out
+
+
 def machine() -> dict:
     cpu = ""
     try:
@@ -268,6 +317,10 @@ def run_speed(results: Path, sections: list[str], reps: int, fresh: bool) -> dic
             save(section, per_precision(section, training_at, teacher_dir, reps))
         elif section == "inference":
             save(section, inference(teacher_dir, reps))
+        elif section == "parallel":
+            save(section, parallel_runs(teacher_dir, reps))
+        elif section == "onnx":
+            save(section, onnx_export(teacher_dir, reps))
         elif section == "distill":
             save(section, distill_runs(teacher_dir, data.get("distill", {}), lambda runs: save("distill", runs)))
     (results / "speed.md").write_text(speed_table(data))
@@ -302,7 +355,6 @@ def speed_table(data: dict) -> str:
         for key, v in inf.items():
             if key.startswith("student_speedup"):
                 lines.append(f"\n{key}: {v:.2f}x")
-        lines.append(f"\nONNX: {'not exported yet' if inf.get('onnx') is None else inf['onnx']}")
     if "distill" in data:
         lines += ["", "## asdfd distill in a child process", ""]
         lines.append("| run | settings | distill s | synthesis s | peak RSS MB | time ratio | synthesis ratio |")
@@ -313,4 +365,22 @@ def speed_table(data: dict) -> str:
                 f"| {name} | {s} | {r['distill_wall_s']} | {r['phase_s']['synthesis']:.1f} | {r['peak_rss_mb']} | "
                 f"{r.get('time_ratio', '')} | {r.get('synthesis_ratio', '')} |"
             )
+    if "parallel" in data:
+        r = data["parallel"]
+        lines += ["", "## One process against two (`--num-processes 2`), same global budget", ""]
+        lines += ["| run | settings | wall s (each rep) | median s |", "|---|---|---|---|"]
+        for name, st in r["settings"].items():
+            s = ", ".join(f"{k}={v}" for k, v in st.items())
+            lines.append(f"| {name} | {s} | {', '.join(map(str, r['process_wall_s'][name]))} | {r['median_s'][name]} |")
+        lines.append(f"\nSpeed-up of two processes: {r['speedup']:.2f}x")
+    if "onnx" in data:
+        r = data["onnx"]
+        lines += ["", f"## ONNX export ({r['student']}; opset {r['export']['opset']})", ""]
+        lines += ["| form | file MB | trec test acc | b1 latency ms | b32 throughput /s |", "|---|---|---|---|---|"]
+        files = {"onnx": "model.onnx", "onnx_int8": "model.int8.onnx"}
+        for name in ("pytorch", "onnx", "onnx_int8"):
+            v = r[name]
+            mb = f"{r['export']['files'][files[name]] / 2**20:.1f}" if name in files else ""
+            lines.append(f"| {name} | {mb} | {100 * v['test_accuracy']:.2f} | {v['b1']['latency_ms']} | {v['b32']['throughput_per_s']} |")
+        lines.append(f"\nmax |logit difference| ONNX vs PyTorch on the check texts: {r['export']['max_abs_diff']:.1e}")
     return "\n".join(lines) + "\n"

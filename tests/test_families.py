@@ -39,7 +39,7 @@ COMMON = dict(
 
 def _mpnet():
     vocab = SPECIALS + WORDS
-    tok = MPNetTokenizerFast(vocab={t: i for i, t in enumerate(vocab)})
+    tok = MPNetTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, unk_token="<unk>")
     return MPNetForSequenceClassification(MPNetConfig(vocab_size=len(vocab), max_position_embeddings=34, **COMMON)), tok
 
 

@@ -46,3 +46,16 @@ def test_minilm_teacher_distils_and_loads(tmp_path):
     test.texts, test.labels = test.texts[:40], test.labels[:40]
     res = evaluate_model(result.student, result.tokenizer, test, teacher=model.eval())
     assert res["n"] == 40 and 0 <= res["agreement_with_teacher"] <= 1
+    # the student exported to ONNX: PyTorch's logits on real questions, and the same accuracy
+    from asdfd.onnx_export import OnnxClassifier, export_onnx
+
+    rep = export_onnx(tmp_path / "student", tmp_path / "onnx", quantize="int8")
+    assert rep["max_abs_diff"] <= 1e-4
+    onnx_model = OnnxClassifier(tmp_path / "onnx")
+    enc = result.tokenizer(test.texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+    with torch.no_grad():
+        ref = result.student.eval()(**enc).logits
+    assert torch.allclose(onnx_model(**enc).logits, ref, atol=1e-4)
+    assert evaluate_model(onnx_model, result.tokenizer, test)["accuracy"] == res["accuracy"]
+    int8 = evaluate_model(OnnxClassifier(tmp_path / "onnx" / "model.int8.onnx"), result.tokenizer, test)
+    assert int8["n"] == 40

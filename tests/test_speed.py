@@ -40,3 +40,22 @@ def test_distill_child_reports_its_own_peak_memory(tiny_teacher_dir):
     }
     table = speed_table(data)
     assert "| scale1x |" in table and "| fp32 |" in table
+
+
+def test_parallel_and_onnx_sections_render():
+    data = {
+        "parallel": {
+            "settings": {"one": {"student_steps": 75}, "two": {"student_steps": 75, "num_processes": 2}},
+            "process_wall_s": {"one": [60.0, 62.0], "two": [40.0, 41.0]},
+            "median_s": {"one": 61.0, "two": 40.5},
+            "speedup": 1.506,
+        },
+        "onnx": {
+            "student": "s",
+            "export": {"opset": 20, "max_abs_diff": 2e-6, "files": {"model.onnx": 2**21, "model.int8.onnx": 2**20}},
+            **{k: {"test_accuracy": 0.9, "b1": {"latency_ms": 3.0}, "b32": {"throughput_per_s": 500.0}} for k in ("pytorch", "onnx", "onnx_int8")},
+        },
+    }
+    table = speed_table(data)
+    assert "Speed-up of two processes: 1.51x" in table
+    assert "| onnx_int8 | 1.0 | 90.00 | 3.0 | 500.0 |" in table and "| onnx | 2.0 |" in table

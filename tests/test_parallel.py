@@ -1,0 +1,99 @@
+"""Data-parallel distillation: two CPU processes over gloo, launched by `asdfd distill --num-processes 2`
+(accelerate launch underneath). The ranks must keep one student and craft different samples."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from asdfd import parallel
+from asdfd.checkpoint import CHECKPOINT, partial_dir
+from asdfd.cli import main
+from asdfd.config import DistillConfig
+from asdfd.distiller import distill
+from asdfd.errors import UserError
+
+from .test_cli import _distill_args
+from .test_resume import _same_student, _wait_for
+
+# 2 processes x 4 samples per student batch; long enough to be killed after the first checkpoint
+BUDGET = ["--num-processes", "2", "--steps", "160", "--checkpoint-every", "20", "--pseudo-samples", "320"]
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "asdfd", *argv], env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_two_processes_keep_one_student_craft_different_samples_and_resume(tiny_teacher_dir, tmp_path):
+    whole = tmp_path / "whole"
+    done = _run(_distill_args(tiny_teacher_dir, whole, *BUDGET))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("written to") == 1  # rank 0 speaks, and writes
+    report = json.loads((whole / "distill_report.json").read_text())
+    dp = report["data_parallel"]
+    assert dp["processes"] == 2 and report["config"]["num_processes"] == 2
+    assert dp["student_sha256"][0] == dp["student_sha256"][1]  # gradients averaged: one student
+    assert dp["pool_sha256"][0] != dp["pool_sha256"][1]  # per-rank seeds: different pseudo samples
+    assert dp["pseudo_samples_per_rank"] == [160, 160] and report["synthesis"]["pseudo_samples"] == 320
+    assert not partial_dir(whole).exists()
+
+    # Ctrl-C (SIGINT to the launcher, as a terminal sends it) after a checkpoint: the launcher hands
+    # it to the ranks, which stop together after one more checkpoint; resumed: the uninterrupted student
+    out = tmp_path / "stopped"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "-m", "asdfd", *_distill_args(tiny_teacher_dir, out, *BUDGET)]
+    proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    _wait_for(partial_dir(out) / CHECKPOINT, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    said = [ln for ln in err.splitlines() if ln.startswith("asdfd:")]
+    assert len(said) == 1 and "rerun the same command with --resume" in said[0], err
+    assert "Traceback" not in err and not out.exists()
+    assert not psutil.Process().children(recursive=True)  # no rank left behind
+    assert main(_distill_args(tiny_teacher_dir, out, *BUDGET, "--num-processes", "1", "--resume")) == 2  # not as 1 process
+    resumed = _run(_distill_args(tiny_teacher_dir, out, *BUDGET, "--resume"))
+    assert resumed.returncode == 0, resumed.stderr
+    _same_student(whole, out)
+
+
+def test_a_rank_failure_is_one_line_and_exit_2(tiny_teacher_dir, tmp_path):
+    """Errors the ranks find (here: a seq length over the teacher's positions) are printed once."""
+    res = _run(_distill_args(tiny_teacher_dir, tmp_path / "o", "--num-processes", "2", "--max-len", "100"))
+    assert res.returncode == 2
+    lines = [ln for ln in res.stderr.strip().splitlines() if ln]
+    assert len(lines) == 1 and lines[0].startswith("asdfd: error:") and "positions" in lines[0], res.stderr
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--num-processes", "2", "--batch-size", "7"], "does not split over 2 processes"),
+        (["--num-processes", "0"], "num_processes must be a positive integer"),
+    ],
+)
+def test_bad_process_counts_are_refused_before_launch(tiny_teacher_dir, tmp_path, capsys, extra, needle):
+    assert main(_distill_args(tiny_teacher_dir, tmp_path / "o", *extra)) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_the_api_asks_for_a_launcher(tiny_teacher_dir, tmp_path):
+    with pytest.raises(UserError, match="needs a launcher"):
+        distill(tiny_teacher_dir, tmp_path / "o", DistillConfig(num_processes=2, device="cpu"))
+
+
+def test_local_share_of_a_global_config():
+    cfg = DistillConfig(batch_size=32, pseudo_samples=100, replay_size=4096, heldout_samples=9, seed=3)
+    one = parallel.local_config(cfg, parallel.Ranks())
+    assert one is cfg
+    r1 = parallel.local_config(cfg, parallel.Ranks(index=1, count=4))
+    assert (r1.seed, r1.batch_size, r1.pseudo_samples, r1.replay_size, r1.heldout_samples) == (4, 8, 25, 1024, 3)
+    assert cfg.batch_size == 32  # the global config is left alone

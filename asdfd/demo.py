@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from pathlib import Path
 
+from .assets import cache_root
 from .card import record_evaluation
 from .checkpoint import partial_dir
 from .config import DistillConfig, TeacherConfig
@@ -21,12 +21,6 @@ from .teacher import REPORT_NAME as TEACHER_REPORT
 from .teacher import train_teacher
 
 DEMO_REPORT = "demo_report.json"
-
-
-def cache_root(cache_dir: str | Path | None = None) -> Path:
-    if cache_dir:
-        return Path(cache_dir)
-    return Path(os.environ.get("ASDFD_CACHE", Path.home() / ".cache" / "asdfd"))
 
 
 def cached_teacher(data: str, cfg: TeacherConfig | None = None, cache_dir: str | Path | None = None) -> Path:

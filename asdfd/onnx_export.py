@@ -67,6 +67,10 @@ def _session(path: Path):
     ort = _onnx_modules()
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # errors only
+    # idle worker threads sleep instead of spinning: a library call should not keep cores busy
+    # after it returns (spinning threads slow down whatever runs next, PyTorch included)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 

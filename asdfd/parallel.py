@@ -91,12 +91,16 @@ class Ranks:
         from accelerate.utils import reduce
 
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        flat = reduce(torch.cat([g.reshape(-1) for g in grads]), reduction="mean")
+        has = torch.tensor([p.grad is not None for p in params], dtype=grads[0].dtype, device=grads[0].device)
+        flat = reduce(torch.cat([*(g.reshape(-1) for g in grads), has]), reduction="sum")
         offset = 0
         for p, g in zip(params, grads, strict=True):
             n = g.numel()
-            p.grad = flat[offset : offset + n].view_as(p).clone()
+            p.grad = flat[offset : offset + n].view_as(p) / self.count  # as DDP: a rank without one adds zero
             offset += n
+        for p, ranks_with_grad in zip(params, flat[offset:].tolist(), strict=True):
+            if ranks_with_grad == 0:  # no rank used it: no gradient, as in a one-process run
+                p.grad = None
 
     def broadcast(self, params: list[torch.Tensor]) -> None:
         """Copy rank 0's values of ``params`` to every rank."""

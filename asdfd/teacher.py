@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
 
-from .assets import default_base
+from .assets import resolve_base
 from .config import TeacherConfig, save_config
 from .data import Dataset
 from .evaluator import evaluate_model, label_ids
@@ -30,7 +30,7 @@ def train_teacher(
     set_threads()
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
-    base = cfg.base or default_base()
+    base = resolve_base(cfg.base)
     max_length = cfg.max_length or train.max_length
     for d in (train, validation) + ((test,) if test else ()):
         d.max_length = max_length

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from asdfd.assets import cache_root
 from asdfd.config import DistillConfig
 from asdfd.data import load_dataset
 from asdfd.demo import cached_teacher
@@ -251,21 +252,22 @@ def onnx_export(teacher_dir: Path, reps: int) -> dict:
     from asdfd.onnx_export import INT8_NAME, OnnxClassifier, export_onnx
 
     test = load_dataset("trec", "test")
-    cfg = DistillConfig(precision="fp32")
+    student_dir = cache_root() / "bench" / f"onnx-student-{teacher_dir.name}"  # distilled once (5 min), then reused
+    if not (student_dir / "model.safetensors").is_file():
+        Distiller(teacher_dir, DistillConfig(precision="fp32")).run().save(student_dir, overwrite=True)
+    student, tokenizer = load_classifier(student_dir).eval(), load_tokenizer(student_dir)
     with tempfile.TemporaryDirectory() as tmp:
-        result = Distiller(teacher_dir, cfg).run()
-        result.save(Path(tmp) / "student")
-        report = export_onnx(Path(tmp) / "student", Path(tmp) / "onnx", quantize="int8")
+        report = export_onnx(student_dir, Path(tmp) / "onnx", quantize="int8")
         onnx_dir = Path(tmp) / "onnx"
-        models = {"pytorch": result.student.eval(), "onnx": OnnxClassifier(onnx_dir), "onnx_int8": OnnxClassifier(onnx_dir / INT8_NAME)}
+        models = {"pytorch": student, "onnx": OnnxClassifier(onnx_dir), "onnx_int8": OnnxClassifier(onnx_dir / INT8_NAME)}
         out: dict = {
             "student": "as-dfd, package defaults, seed 0, fp32",
             "export": {k: report[k] for k in ("max_abs_diff", "opset", "files", "int8")},
         }
         for name, model in models.items():
-            out[name] = {"test_accuracy": evaluate_model(model, result.tokenizer, test, desc=name)["accuracy"]}
+            out[name] = {"test_accuracy": evaluate_model(model, tokenizer, test, desc=name)["accuracy"]}
         for batch in (1, 32):
-            enc = dict(result.tokenizer(test.texts[:batch], padding="max_length", truncation=True, max_length=64, return_tensors="pt"))
+            enc = dict(tokenizer(test.texts[:batch], padding="max_length", truncation=True, max_length=64, return_tensors="pt"))
             fns = {name: forward_fn(m, enc, "fp32") for name, m in models.items()}
             t = interleaved(fns, reps * (4 if batch == 1 else 1))
             for name in models:

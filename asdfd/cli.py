@@ -57,7 +57,7 @@ CONFIG_HELP = {
     "replay_hardness": "k > 1: each student batch is the part of k batches of pool draws the student matches worst",
     "mix": "fraction of each student batch replaced by token-level mixtures of two pool samples (default: as-dfd 0.5, others 0)",
     "grad_clip": "gradient-norm clipping",
-    "base": "base encoder: a folder, minilm (packaged all-MiniLM-L6-v2) or mpnet (all-mpnet-base-v2; needs requirements-mpnet.txt)",
+    "base": "base encoder: a folder, minilm (packaged all-MiniLM-L6-v2, the default) or mpnet (all-mpnet-base-v2; needs requirements-mpnet.txt)",
     "epochs": "training epochs (the best on validation is kept)",
     "max_length": "token limit per text (0: the dataset's default)",
 }
@@ -84,7 +84,7 @@ def _add_config_flags(p: argparse.ArgumentParser, cls, skip: tuple[str, ...] = (
         default = f.default
         kind = str if f.name == "student_layers" else _parse_bool if isinstance(default, bool) else FLAG_TYPES.get(f.name, type(default))
         flag = "--" + f.name.replace("_", "-")
-        help_ = CONFIG_HELP.get(f.name, "") + ("" if default is None else f" (default: {default})")
+        help_ = CONFIG_HELP.get(f.name, "") + ("" if default in (None, "") else f" (default: {default})")
         p.add_argument(flag, type=kind, default=None, help=help_)
     if cls is DistillConfig:
         p.add_argument("--steps", dest="student_steps", type=int, default=None, help="alias of --student-steps")

@@ -335,6 +335,8 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         # the demo's --data names the evaluation dataset; only real-data references distil on it
         keep = REGISTRY[method].needs_data if method in REGISTRY else False
         cfg = _config_from_args(DistillConfig, argparse.Namespace(**{**vars(args), "data": args.data if keep else None}))
+        if cfg.num_processes > 1:
+            raise UserError("asdfd demo runs in one process; --num-processes is for asdfd distill")
         run_demo(args.data, Path(args.output), cfg, cache_dir=args.cache_dir, overwrite=args.overwrite)
         return 0
     raise AssertionError(args.command)

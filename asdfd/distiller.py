@@ -67,6 +67,8 @@ class Distiller:
         set_threads()
         device = resolve_device(cfg.device)
         self.ranks = parallel.Ranks.current(cpu=device.type == "cpu")
+        if cfg.num_processes != self.ranks.count:  # a run in one process must not claim to be several
+            raise UserError(f"num_processes={cfg.num_processes} needs a launcher: run `asdfd distill --num-processes {cfg.num_processes} ...`")
         self.device = self.ranks.device or device
         # what this process runs: the whole config, or one rank's share of it (own seed, 1/N budgets)
         self.local = parallel.local_config(cfg, self.ranks)
@@ -398,8 +400,6 @@ def distill(
     With an ``output``, the run checkpoints into ``.OUTPUT.partial/`` beside it (every
     ``cfg.checkpoint_every`` steps and on Ctrl-C); ``resume`` continues a killed run from there."""
     cfg = (cfg or DistillConfig()).validate()
-    if cfg.num_processes > 1 and not parallel.launched():
-        raise UserError(f"num_processes={cfg.num_processes} needs a launcher: run `asdfd distill --num-processes {cfg.num_processes} ...`")
     preflight(output, cfg, overwrite, resume)
     if output is None:
         return Distiller(teacher_dir, cfg).run()

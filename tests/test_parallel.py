@@ -85,9 +85,12 @@ def test_bad_process_counts_are_refused_before_launch(tiny_teacher_dir, tmp_path
     assert needle in capsys.readouterr().err
 
 
-def test_the_api_asks_for_a_launcher(tiny_teacher_dir, tmp_path):
+def test_one_process_never_claims_to_be_several(tiny_teacher_dir, tmp_path, capsys):
     with pytest.raises(UserError, match="needs a launcher"):
         distill(tiny_teacher_dir, tmp_path / "o", DistillConfig(num_processes=2, device="cpu"))
+    assert main(["demo", "--num-processes", "2", "--output", str(tmp_path / "d"), "--quiet"]) == 2
+    assert "--num-processes is for asdfd distill" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "d").exists()
 
 
 def test_local_share_of_a_global_config():

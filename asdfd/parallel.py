@@ -88,11 +88,10 @@ class Ranks:
         """Replace each gradient by its mean over the ranks (one collective for all of them)."""
         if self.count == 1:
             return
-        from accelerate.utils import reduce
-
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         has = torch.tensor([p.grad is not None for p in params], dtype=grads[0].dtype, device=grads[0].device)
-        flat = reduce(torch.cat([*(g.reshape(-1) for g in grads), has]), reduction="sum")
+        flat = torch.cat([*(g.reshape(-1) for g in grads), has])
+        torch.distributed.all_reduce(flat)  # sum
         offset = 0
         for p, g in zip(params, grads, strict=True):
             n = g.numel()

@@ -11,6 +11,7 @@ import sys
 
 import psutil
 import pytest
+import torch
 
 from asdfd import parallel
 from asdfd.checkpoint import CHECKPOINT, partial_dir
@@ -100,3 +101,38 @@ def test_local_share_of_a_global_config():
     r1 = parallel.local_config(cfg, parallel.Ranks(index=1, count=4))
     assert (r1.seed, r1.batch_size, r1.pseudo_samples, r1.replay_size, r1.heldout_samples) == (4, 8, 25, 1024, 3)
     assert cfg.batch_size == 32  # the global config is left alone
+
+
+def _average_on_rank(rank: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        ranks = parallel.Ranks(index=rank, count=2)
+        shared, only_rank0, unused = (torch.nn.Parameter(torch.zeros(3)) for _ in range(3))
+        shared.grad = torch.full((3,), float(rank + 1))  # 1 on rank 0, 2 on rank 1
+        if rank == 0:
+            only_rank0.grad = torch.full((3,), 4.0)
+        ranks.average_gradients([shared, only_rank0, unused])
+        assert ranks.all(rank == 0) is False and ranks.any(rank == 0) is True
+        assert ranks.sum([1.0, rank]) == [2.0, 1.0]
+        torch.save({"shared": shared.grad, "only_rank0": only_rank0.grad, "unused": unused.grad}, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_gradients_are_averaged_like_ddp_and_unused_ones_stay_none(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_average_on_rank, args=(port, str(tmp_path / "grads")), nprocs=2)
+    for rank in (0, 1):
+        got = torch.load(tmp_path / f"grads.{rank}", weights_only=True)
+        assert torch.equal(got["shared"], torch.full((3,), 1.5))
+        assert torch.equal(got["only_rank0"], torch.full((3,), 2.0))  # a rank without it adds zero
+        assert got["unused"] is None  # as in one process: AdamW skips it

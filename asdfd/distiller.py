@@ -336,9 +336,10 @@ class Distiller:
     def _report_ranks(self, report: dict) -> None:
         """Evidence that data parallelism worked: per-rank fingerprints of the student (all equal)
         and of the replay pool (all different); sample counts summed over ranks."""
+        synth_state = self.synth.state_dict()
         mine = {
             "student_sha256": _fingerprint(self.student.state_dict().values()),
-            "pool_sha256": _fingerprint(_tensors(self.synth.state_dict().get("pool") or self.synth.state_dict())),
+            "pool_sha256": _fingerprint(_tensors(synth_state.get("pool") or synth_state)),
             "stats": self.synth.stats(),
         }
         ranks = self.ranks.gather(mine)

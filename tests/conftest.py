@@ -26,17 +26,23 @@ def write_tokenizer(folder: Path) -> BertTokenizerFast:
     return BertTokenizerFast(vocab={tok: i for i, tok in enumerate(vocab)}, do_lower_case=True)
 
 
+# the tiny classifier shape every test family shares: 4 layers, hidden 32, the three LABELS
+TINY_SHAPE = dict(
+    hidden_size=32,
+    num_hidden_layers=4,
+    num_attention_heads=2,
+    intermediate_size=64,
+    num_labels=len(LABELS),
+    id2label=dict(enumerate(LABELS)),
+    label2id={n: i for i, n in enumerate(LABELS)},
+)
+
+
 def tiny_config(**kw) -> BertConfig:
     base = dict(
+        **TINY_SHAPE,
         vocab_size=len(WORDS) + 6 + 26,
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        intermediate_size=64,
         max_position_embeddings=64,
-        num_labels=len(LABELS),
-        id2label=dict(enumerate(LABELS)),
-        label2id={n: i for i, n in enumerate(LABELS)},
         initializer_range=0.2,
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,

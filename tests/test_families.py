@@ -23,18 +23,12 @@ from asdfd.cli import main
 from asdfd.errors import UserError
 from asdfd.models import TokenSpace, load_classifier, load_teacher, load_tokenizer
 
-from .conftest import LABELS, WORDS
+from .conftest import LABELS, TINY_SHAPE, WORDS
 from .test_cli import _distill_args
 
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 COMMON = dict(
-    hidden_size=32,
-    num_hidden_layers=4,
-    num_attention_heads=2,
-    intermediate_size=64,
-    num_labels=len(LABELS),
-    id2label=dict(enumerate(LABELS)),
-    label2id={n: i for i, n in enumerate(LABELS)},
+    **TINY_SHAPE,
     pad_token_id=1,
     bos_token_id=0,
     eos_token_id=2,

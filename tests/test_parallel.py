@@ -21,7 +21,7 @@ from asdfd.distiller import distill
 from asdfd.errors import UserError
 
 from .test_cli import _distill_args
-from .test_resume import _same_student, _wait_for
+from .test_resume import _same_student, _spawn, _wait_for
 
 # 2 processes x 4 samples per student batch; long enough to be killed after the first checkpoint
 BUDGET = ["--num-processes", "2", "--steps", "160", "--checkpoint-every", "20", "--pseudo-samples", "320"]
@@ -48,9 +48,7 @@ def test_two_processes_keep_one_student_craft_different_samples_and_resume(tiny_
     # Ctrl-C (SIGINT to the launcher, as a terminal sends it) after a checkpoint: the launcher hands
     # it to the ranks, which stop together after one more checkpoint; resumed: the uninterrupted student
     out = tmp_path / "stopped"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    argv = [sys.executable, "-m", "asdfd", *_distill_args(tiny_teacher_dir, out, *BUDGET)]
-    proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    proc = _spawn(_distill_args(tiny_teacher_dir, out, *BUDGET))
     _wait_for(partial_dir(out) / CHECKPOINT, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)

@@ -31,6 +31,7 @@ CONFIG_HELP = {
     "heldout_samples": "fresh pseudo samples for the teacher-student agreement check",
     "min_len": "shortest pseudo sample, in tokens between [CLS] and [SEP]",
     "max_len": "longest pseudo sample, in tokens between [CLS] and [SEP]",
+    "zipf": "Zipf exponent of the random word-piece prior over the vocabulary's frequency ranks, 0 uniform (default: as-dfd TBD, others 0)",
     "guess_steps": "K: embedding-guessing steps per crafted batch",
     "guess_lr": "Adam learning rate of the pseudo embeddings",
     "init_noise": "Gaussian noise on the random-token init, relative to the embeddings' std",
@@ -73,7 +74,7 @@ def _parse_bool(text: str) -> bool:
 
 
 DATA_FIELDS = ("data", "text_column", "label_column")
-FLAG_TYPES = {"mix": float}  # options whose default (None) does not tell their type
+FLAG_TYPES = {"mix": float, "zipf": float}  # options whose default (None) does not tell their type
 
 
 def _add_config_flags(p: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:

@@ -44,6 +44,9 @@ class DistillConfig:
     # pseudo sample shape: [CLS] z_1..z_L [SEP], L uniform in [min_len, max_len]
     min_len: int = 8
     max_len: int = 24
+    # random word pieces (random text, the start of embedding guessing) follow a Zipf law of this
+    # exponent over the vocabulary's estimated frequency ranks; 0 is uniform; None: the method's default
+    zipf: float | None = None
 
     # stage 1: Plug & Play Embedding Guessing
     guess_steps: int = 5  # K
@@ -108,6 +111,10 @@ class DistillConfig:
             raise UserError(f"generator_lr must be > 0, got {self.generator_lr}")
         if self.mix is None:
             self.mix = REGISTRY[self.method].default_mix
+        if self.zipf is None:
+            self.zipf = REGISTRY[self.method].default_zipf
+        if not 0.0 <= self.zipf <= 4.0:
+            raise UserError(f"zipf must be in [0, 4] (0: uniform random word pieces), got {self.zipf}")
         if not 0.0 <= self.mix <= 1.0:
             raise UserError(f"mix must be in [0, 1], got {self.mix}")
         if self.temperature <= 0:

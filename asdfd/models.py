@@ -147,6 +147,30 @@ def build_student(teacher: PreTrainedModel, layers: list[int]) -> PreTrainedMode
     return student
 
 
+def frequency_ranks(tokens: list[str]) -> torch.Tensor:
+    """Estimated frequency rank of each word piece, from its position in the vocabulary.
+
+    WordPiece and BPE vocabularies list their pieces roughly from most to least frequent (BERT's
+    from "the", "of", "and" on; RoBERTa's by corpus count), after the tokenizer's alphabet: a
+    leading run of at least 26 single characters, listed first by construction, not by frequency.
+    That alphabet is ranked after every other piece. The only source is the vocabulary that ships
+    with the teacher; no text is read.
+    """
+
+    def bare(tok: str) -> str:
+        return tok.removeprefix("##").removeprefix("\u0120").removeprefix("\u2581")
+
+    run = 0
+    while run < len(tokens) and len(bare(tokens[run])) == 1:
+        run += 1
+    order = list(range(len(tokens)))
+    if run >= 26:
+        order = order[run:] + order[:run]
+    ranks = torch.empty(len(tokens), dtype=torch.long)
+    ranks[torch.tensor(order, dtype=torch.long)] = torch.arange(len(tokens))
+    return ranks
+
+
 @dataclass
 class TokenSpace:
     """What pseudo samples are built from: the teacher's word embeddings and special tokens."""
@@ -158,6 +182,8 @@ class TokenSpace:
     ordinary: torch.Tensor  # (n,) ids of ordinary word pieces: no special, [unusedN] or <...> slots
     max_positions: int
     tokenizer: object = None  # the teacher's tokenizer (the data-driven references tokenize real text)
+    # (n,) estimated frequency rank of each ordinary word piece (0: most common); see frequency_ranks
+    ranks: torch.Tensor | None = None
 
     @classmethod
     def from_teacher(cls, teacher: PreTrainedModel, tokenizer) -> TokenSpace:
@@ -171,12 +197,23 @@ class TokenSpace:
             max_pos -= pad_id + 1
         special = set(tokenizer.all_special_ids)
         vocab = tokenizer.get_vocab()
-        ordinary = sorted(i for tok, i in vocab.items() if i < E.shape[0] and i not in special and not re.fullmatch(r"\[.*\]|<.*>", tok))
-        return cls(E, int(cls_id), int(sep_id), int(pad_id), torch.tensor(ordinary, dtype=torch.long), max_pos, tokenizer)
+        tokens = {i: tok for tok, i in vocab.items() if i < E.shape[0] and i not in special and not re.fullmatch(r"\[.*\]|<.*>", tok)}
+        ordinary = sorted(tokens)
+        ranks = frequency_ranks([tokens[i] for i in ordinary])
+        return cls(E, int(cls_id), int(sep_id), int(pad_id), torch.tensor(ordinary, dtype=torch.long), max_pos, tokenizer, ranks)
 
     @property
     def vocab_size(self) -> int:
         return self.embeddings.shape[0]
+
+    def token_prior(self, zipf: float) -> torch.Tensor | None:
+        """Probabilities over ``ordinary`` under a Zipf law of exponent ``zipf`` on the frequency
+        ranks: p(rank r) ~ 1 / (r + 1)^zipf. None for ``zipf`` 0 (uniform)."""
+        if zipf == 0:
+            return None
+        ranks = self.ranks if self.ranks is not None else torch.arange(len(self.ordinary))
+        weights = (ranks.double() + 1) ** -zipf
+        return (weights / weights.sum()).float()
 
     def norm_range(self, lo_q: float = 0.05, hi_q: float = 0.95) -> tuple[float, float]:
         norms = self.embeddings[self.ordinary].norm(dim=-1)

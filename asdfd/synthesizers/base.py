@@ -106,6 +106,7 @@ class Synthesizer:
     needs_data = False  # True only for the data-driven references (real-kd, finetune)
     hard_labels = False  # True: the student learns the batch's ``targets`` (gold labels), not the teacher
     default_mix = 0.0  # share of each student batch made of token-level mixtures unless cfg.mix says otherwise
+    default_zipf = 0.0  # Zipf exponent of the random-token prior unless cfg.zipf says otherwise (0: uniform)
 
     def __init__(
         self,
@@ -231,12 +232,18 @@ class Synthesizer:
 
     # ---- helpers for subclasses
     def random_frame(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Random lengths and random ordinary token ids; returns (ids, base, slot, attn) on device."""
+        """Random lengths and random ordinary token ids (uniform, or Zipf over the estimated frequency
+        ranks when ``cfg.zipf`` > 0); returns (ids, base, slot, attn) on device."""
         cfg = self.cfg
         lengths = torch.randint(cfg.min_len, cfg.max_len + 1, (n,), generator=self.generator)
         base, slot, attn = self.space.frame(lengths, cfg.max_len)
         ordinary = self.space.ordinary
-        ids = ordinary[torch.randint(len(ordinary), (n, cfg.max_len), generator=self.generator)]
+        prior = self.space.token_prior(cfg.zipf)
+        if prior is None:
+            pick = torch.randint(len(ordinary), (n, cfg.max_len), generator=self.generator)
+        else:
+            pick = torch.multinomial(prior, n * cfg.max_len, replacement=True, generator=self.generator).view(n, cfg.max_len)
+        ids = ordinary[pick]
         return ids, base.to(self.device), slot.to(self.device), attn.to(self.device)
 
     def token_embeddings(self, ids: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,7 @@ CONFIG_HELP = {
     "zipf": "Zipf exponent of the random word-piece prior over the vocabulary's frequency ranks, 0 uniform (default: as-dfd TBD, others 0)",
     "guess_steps": "K: embedding-guessing steps per crafted batch",
     "guess_lr": "Adam learning rate of the pseudo embeddings",
+    "init_candidates": "random starts drawn per pseudo sample; guessing starts from the one the teacher finds most like its target",
     "init_noise": "Gaussian noise on the random-token init, relative to the embeddings' std",
     "lambda_norm": "weight of the penalty keeping pseudo-token norms in the real embeddings' range",
     "confidence_stop": "a pseudo sample stops moving once the teacher gives its target this probability",

@@ -51,6 +51,7 @@ class DistillConfig:
     # stage 1: Plug & Play Embedding Guessing
     guess_steps: int = 5  # K
     guess_lr: float = 0.01
+    init_candidates: int = 1  # random starts drawn per pseudo sample; the teacher's most target-like one is kept
     init_noise: float = 0.0  # std of Gaussian noise added to the random-token init, relative to E's std
     lambda_norm: float = 1.0  # keep token vector norms inside the [5%, 95%] range of real word embeddings
     confidence_stop: float = 1.0  # a sample stops moving once teacher p(target) >= this (1.0: never)
@@ -91,7 +92,7 @@ class DistillConfig:
 
         if self.method not in available():
             raise UserError(f"unknown method '{self.method}'; choose one of {', '.join(available())}")
-        for name in ("student_steps", "batch_size", "pseudo_samples", "min_len", "max_len", "replay_size", "replay_hardness", "num_processes"):
+        for name in ("student_steps", "batch_size", "pseudo_samples", "min_len", "max_len", "replay_size", "replay_hardness", "num_processes", "init_candidates"):
             if getattr(self, name) <= 0:
                 raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}; pass a value >= 1")
         from .synthesizers import REGISTRY

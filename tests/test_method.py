@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from asdfd.losses import hidden_loss, kd_loss
-from asdfd.models import TokenSpace, build_student, evenly_spaced_layers, load_teacher, load_tokenizer
+from asdfd.errors import UserError
+from asdfd.models import TokenSpace, build_student, evenly_spaced_layers, frequency_ranks, load_teacher, load_tokenizer
 from asdfd.synthesizers import ASDFD, RandomText
 from asdfd.synthesizers.base import ReplayPool
 
@@ -362,3 +363,65 @@ def test_projection_puts_every_pseudo_token_on_a_real_word_piece(tiny_teacher_di
     # nearest() agrees with a brute-force search
     z = torch.randn(5, ordinary.shape[1])
     assert torch.equal(space.nearest(z), space.ordinary[torch.cdist(z, ordinary).argmin(-1)])
+
+
+def test_frequency_ranks_follow_the_vocabulary_after_its_alphabet():
+    alphabet = list("abcdefghijklmnopqrstuvwxyz")
+    ranks = frequency_ranks([*alphabet, "the", "##s", "of", "river"])
+    assert ranks.tolist() == [*range(4, 30), 0, 1, 2, 3]
+    # no alphabet block (fewer than 26 leading single characters): the vocabulary order as is
+    assert frequency_ranks([".", "the", ",", "of"]).tolist() == [0, 1, 2, 3]
+
+
+def test_zipf_prior_draws_frequent_word_pieces_more_often(tiny_teacher_dir):
+    cfg, teacher, space, student = _setup(tiny_teacher_dir)
+    assert space.token_prior(0.0) is None
+    prior = space.token_prior(1.0)
+    assert abs(float(prior.sum()) - 1) < 1e-6
+    assert torch.equal(prior.argsort(descending=True), space.ranks.argsort())  # falls with the rank
+    # the tiny vocabulary: WORDS in order, then the 26 "##x" pieces (not an alphabet: two characters)
+    first = int(space.ordinary[space.ranks.argmin()])
+    assert load_tokenizer(tiny_teacher_dir).convert_ids_to_tokens(first) == "what"
+
+    def share_of_top5(zipf: float) -> float:
+        cfg.zipf = zipf
+        synth = RandomText(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+        ids = synth.random_frame(400)[0]
+        top5 = space.ordinary[space.ranks < 5]
+        return float(torch.isin(ids, top5).float().mean())
+
+    uniform, zipf = share_of_top5(0.0), share_of_top5(1.0)
+    assert abs(uniform - 5 / len(space.ordinary)) < 0.02, uniform
+    assert zipf > 3 * uniform, (zipf, uniform)
+
+
+def test_zipf_default_comes_from_the_method_and_bad_values_are_refused():
+    assert tiny_distill_config(method="random-text").validate().zipf == RandomText.default_zipf
+    assert tiny_distill_config(method="as-dfd").validate().zipf == ASDFD.default_zipf
+    with pytest.raises(UserError, match="zipf must be in"):
+        tiny_distill_config(zipf=-1.0).validate()
+
+
+def test_best_of_k_starts_lean_toward_their_targets(tiny_teacher_dir):
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, ss_task="none", guess_steps=0)
+
+    def start_target_prob(k: int) -> float:
+        cfg.init_candidates = k
+        synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(3))
+        c = synth.start(96)
+        with torch.no_grad():
+            logits = synth.teacher_logits(space.compose(c.z, c.base, c.slot), c.attn)
+        assert torch.bincount(c.targets, minlength=3).tolist() == [32, 32, 32]  # still balanced
+        return float(logits.softmax(-1).gather(1, c.targets[:, None]).mean())
+
+    one, eight = start_target_prob(1), start_target_prob(8)
+    assert eight > one + 0.1, (one, eight)
+
+
+def test_one_candidate_keeps_the_plain_random_start(tiny_teacher_dir):
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, ss_task="none")
+    synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(5))
+    c = synth.start(16)
+    g = torch.Generator().manual_seed(5)
+    plain = RandomText(teacher, space, cfg, torch.device("cpu"), g).random_frame(16)
+    assert torch.equal(c.z, space.embeddings[plain[0]]) and torch.equal(c.attn, plain[3])

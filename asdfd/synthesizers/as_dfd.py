@@ -67,16 +67,34 @@ class ASDFD(Synthesizer):
         return self.cfg.lambda_ss * self.task.loss(student, sub.embeds, sub.slot, sub.attention_mask, self.generator)
 
     def start(self, n: int) -> Crafting:
-        """Stage 0: random word-piece embeddings (plus optional noise) toward balanced targets."""
+        """Stage 0: random word-piece embeddings (the best of ``init_candidates`` random starts for
+        each target, plus optional noise) toward balanced targets."""
         cfg = self.cfg
-        ids, base, slot, attn = self.random_frame(n)
+        candidates = self.random_frame(n * cfg.init_candidates)
         targets = (torch.randperm(n, generator=self.generator) % self.num_labels).to(self.device)
+        ids, base, slot, attn = self.best_starts(candidates, targets)
         z = self.token_embeddings(ids)
         if cfg.init_noise > 0:
             z = z + cfg.init_noise * self.emb_std * torch.randn(z.shape, generator=self.generator).to(z)
         z = z.detach().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=cfg.guess_lr)
         return Crafting(z, opt, base, slot, attn, targets)
+
+    @torch.no_grad()  # not inference_mode: the picked frames go on into the guessing steps' graph
+    def best_starts(self, candidates: tuple[torch.Tensor, ...], targets: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """One random frame (ids, base, slot, attn) per target, from ``k`` candidates per sample
+        (rows ``i*k .. i*k+k-1``): the one the teacher already gives the highest probability of
+        the target. A start that leans toward its class needs shorter moves, so the guessed sample
+        stays nearer the random text it began as."""
+        n = len(targets)
+        k = candidates[0].shape[0] // n
+        if k == 1:
+            return candidates
+        ids, base, slot, attn = candidates
+        probs = self.teacher_logits(self.space.compose(self.token_embeddings(ids), base, slot), attn).softmax(-1)
+        p_target = probs.view(n, k, -1).gather(2, targets.view(n, 1, 1).expand(n, k, 1)).squeeze(2)
+        pick = torch.arange(n, device=self.device) * k + p_target.argmax(1)
+        return tuple(t[pick].clone() for t in candidates)
 
     def step(self, c: Crafting, student: PreTrainedModel, adversarial: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimiser step on ``z``: guessing, plus the adversarial term when asked.

@@ -92,7 +92,8 @@ class DistillConfig:
 
         if self.method not in available():
             raise UserError(f"unknown method '{self.method}'; choose one of {', '.join(available())}")
-        for name in ("student_steps", "batch_size", "pseudo_samples", "min_len", "max_len", "replay_size", "replay_hardness", "num_processes", "init_candidates"):
+        positive = ("student_steps", "batch_size", "pseudo_samples", "min_len", "max_len", "replay_size", "replay_hardness")
+        for name in (*positive, "num_processes", "init_candidates"):
             if getattr(self, name) <= 0:
                 raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}; pass a value >= 1")
         from .synthesizers import REGISTRY

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from asdfd.losses import hidden_loss, kd_loss
 from asdfd.errors import UserError
+from asdfd.losses import hidden_loss, kd_loss
 from asdfd.models import TokenSpace, build_student, evenly_spaced_layers, frequency_ranks, load_teacher, load_tokenizer
 from asdfd.synthesizers import ASDFD, RandomText
 from asdfd.synthesizers.base import ReplayPool

@@ -80,6 +80,9 @@ class DistillConfig:
     weight_decay: float = 0.01
     temperature: float = 2.0
     lambda_hidden: float = 1.0  # hidden-state MSE between copied layers (0: logits only)
+    # decay of an exponential moving average of the student's weights, updated after every step;
+    # the average is the student that is evaluated and saved (0: off, the last weights)
+    ema: float = 0.0
     replay_size: int = 4096
     replay_hardness: int = 1  # >1: train on the batch the student matches worst among this many times as many draws
     # fraction of each student batch replaced by token-level mixtures of two pool samples;
@@ -119,6 +122,8 @@ class DistillConfig:
             raise UserError(f"zipf must be in [0, 4] (0: uniform random word pieces), got {self.zipf}")
         if not 0.0 <= self.mix <= 1.0:
             raise UserError(f"mix must be in [0, 1], got {self.mix}")
+        if not 0.0 <= self.ema < 1.0:
+            raise UserError(f"ema must be in [0, 1) (0: no weight averaging), got {self.ema}")
         if self.temperature <= 0:
             raise UserError(f"temperature must be > 0, got {self.temperature}")
         if not 0.0 < self.ss_ratio < 1.0:

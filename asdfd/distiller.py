@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
@@ -93,6 +94,8 @@ class Distiller:
         self.student = build_student(self.teacher, self.layers).to(self.device)
         self.synth = synthesizers.build(cfg.method, self.teacher, self.space, self.local, self.device, self.generator)
         self.ranks.broadcast([*self.student.parameters(), *self.synth.parameters()])  # one starting point
+        # the moving average of the student's weights (cfg.ema > 0); buffers are constants here
+        self.average = AveragedModel(self.student, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema)) if cfg.ema > 0 else None
         self.times = {"load": time.perf_counter() - t0, "synthesis": 0.0, "student": 0.0, "heldout": 0.0}
         self.skipped_steps = self.bad_in_a_row = 0
 
@@ -178,6 +181,13 @@ class Distiller:
         self.bad_in_a_row = 0
         opt.step()
         sched.step()
+        if self.average is not None:
+            self.average.update_parameters(self.student)
+
+    @property
+    def result_student(self) -> PreTrainedModel:
+        """The student as it would be saved now: the weight average when there is one."""
+        return self.average.module if self.average is not None else self.student
 
     def run(
         self,
@@ -222,7 +232,7 @@ class Distiller:
                 if step % 20 == 0:
                     bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()})
                 if on_step is not None:
-                    on_step(step + 1, self.student)
+                    on_step(step + 1, self.result_student)
                     self.student.train()
                 done = step + 1
                 stopping = self.ranks.any(stop.requested)
@@ -234,6 +244,8 @@ class Distiller:
                         writer.close()
                     where = f"checkpoint saved in {Path(checkpoint).parent}; rerun the same command with --resume" if checkpoint else "nothing saved"
                     raise Interrupted(f"interrupted after student step {done} of {cfg.student_steps}; {where}")
+        if self.average is not None:  # the average becomes the student
+            self.student.load_state_dict(self.average.module.state_dict())
         t0 = time.perf_counter()
         agreement = self.heldout_agreement()
         self.times["heldout"] = time.perf_counter() - t0
@@ -278,12 +290,15 @@ class Distiller:
             "skipped_steps": self.skipped_steps,
             "bad_in_a_row": self.bad_in_a_row,
             "student": self.student.state_dict(),
+            "average": self.average.state_dict() if self.average is not None else None,
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
         }
 
     def _restore(self, state: dict, opt, sched) -> tuple[int, int, dict]:
         self.student.load_state_dict(state["student"])
+        if self.average is not None:
+            self.average.load_state_dict(state["average"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         own = state if self.ranks.main else state["other_ranks"][self.ranks.index - 1]

@@ -425,3 +425,27 @@ def test_one_candidate_keeps_the_plain_random_start(tiny_teacher_dir):
     g = torch.Generator().manual_seed(5)
     plain = RandomText(teacher, space, cfg, torch.device("cpu"), g).random_frame(16)
     assert torch.equal(c.z, space.embeddings[plain[0]]) and torch.equal(c.attn, plain[3])
+
+
+def test_ema_saves_the_moving_average_of_the_students_weights(tiny_teacher_dir):
+    from asdfd.distiller import Distiller
+
+    d = Distiller(tiny_teacher_dir, tiny_distill_config(ema=0.5, student_steps=4))
+    seen, real = [], d._update
+
+    def record(*a):
+        real(*a)
+        seen.append({k: v.detach().clone() for k, v in d.student.named_parameters() if v.requires_grad})
+
+    d._update = record
+    result = d.run()
+    assert len(seen) == 4
+    expected = seen[0]
+    for w in seen[1:]:
+        expected = {k: 0.5 * expected[k] + 0.5 * w[k] for k in w}
+    final = dict(result.student.named_parameters())
+    for k, v in expected.items():
+        assert torch.allclose(final[k], v, atol=1e-6), k
+    assert not torch.allclose(final["classifier.weight"], seen[-1]["classifier.weight"])  # not the last weights
+    with pytest.raises(UserError, match="ema must be in"):
+        tiny_distill_config(ema=1.0).validate()

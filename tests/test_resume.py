@@ -48,6 +48,24 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
         time.sleep(0.02)
 
 
+def _crash_at_step_7(monkeypatch, argv: list[str]) -> None:
+    """Run ``asdfd`` with ``argv`` until its 7th student step raises, as a power cut would."""
+    import asdfd.distiller as dist
+
+    real, calls = dist.Distiller._student_step, {"n": 0}
+
+    def crash(self, *a):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise RuntimeError("power cut")
+        return real(self, *a)
+
+    monkeypatch.setattr(dist.Distiller, "_student_step", crash)
+    with pytest.raises(RuntimeError, match="power cut"):
+        main(argv)
+    monkeypatch.setattr(dist.Distiller, "_student_step", real)
+
+
 @pytest.fixture
 def uninterrupted(tiny_teacher_dir, tmp_path) -> Path:
     out = tmp_path / "whole"
@@ -57,21 +75,8 @@ def uninterrupted(tiny_teacher_dir, tmp_path) -> Path:
 
 
 def test_a_crash_resumes_to_the_same_student(tiny_teacher_dir, tmp_path, uninterrupted, monkeypatch, capsys):
-    import asdfd.distiller as dist
-
     out = tmp_path / "crashed"
-    real, calls = dist.Distiller._student_step, {"n": 0}
-
-    def crash_at_step_7(self, *a):
-        calls["n"] += 1
-        if calls["n"] == 7:
-            raise RuntimeError("power cut")
-        return real(self, *a)
-
-    monkeypatch.setattr(dist.Distiller, "_student_step", crash_at_step_7)
-    with pytest.raises(RuntimeError, match="power cut"):
-        main(_distill_args(tiny_teacher_dir, out, *STEPS))
-    monkeypatch.setattr(dist.Distiller, "_student_step", real)
+    _crash_at_step_7(monkeypatch, _distill_args(tiny_teacher_dir, out, *STEPS))
     ckpt = partial_dir(out) / CHECKPOINT
     assert torch.load(ckpt, weights_only=True)["step"] == 6 and not out.exists()
     # a fresh start would silently lose that work: refused; a changed config cannot resume
@@ -83,6 +88,15 @@ def test_a_crash_resumes_to_the_same_student(tiny_teacher_dir, tmp_path, uninter
     assert main(_distill_args(tiny_teacher_dir, out, *STEPS, "--resume")) == 0
     _same_student(out, uninterrupted)
     assert not partial_dir(out).exists()
+
+
+def test_a_crash_resumes_the_weight_average_too(tiny_teacher_dir, tmp_path, monkeypatch):
+    ema = [*STEPS, "--ema", "0.9"]
+    whole, out = tmp_path / "whole-ema", tmp_path / "crashed-ema"
+    assert main(_distill_args(tiny_teacher_dir, whole, *ema)) == 0
+    _crash_at_step_7(monkeypatch, _distill_args(tiny_teacher_dir, out, *ema))
+    assert main(_distill_args(tiny_teacher_dir, out, *ema, "--resume")) == 0
+    _same_student(out, whole)
 
 
 def test_resume_without_a_checkpoint_is_refused(tiny_teacher_dir, tmp_path, capsys):

@@ -31,7 +31,7 @@ CONFIG_HELP = {
     "heldout_samples": "fresh pseudo samples for the teacher-student agreement check",
     "min_len": "shortest pseudo sample, in tokens between [CLS] and [SEP]",
     "max_len": "longest pseudo sample, in tokens between [CLS] and [SEP]",
-    "zipf": "Zipf exponent of the random word-piece prior over the vocabulary's frequency ranks, 0 uniform (default: as-dfd TBD, others 0)",
+    "zipf": "Zipf exponent of the random word-piece prior over the vocabulary's estimated frequency ranks (0: uniform)",
     "guess_steps": "K: embedding-guessing steps per crafted batch",
     "guess_lr": "Adam learning rate of the pseudo embeddings",
     "init_candidates": "random starts drawn per pseudo sample; guessing starts from the one the teacher finds most like its target",
@@ -76,7 +76,7 @@ def _parse_bool(text: str) -> bool:
 
 
 DATA_FIELDS = ("data", "text_column", "label_column")
-FLAG_TYPES = {"mix": float, "zipf": float}  # options whose default (None) does not tell their type
+FLAG_TYPES = {"mix": float}  # options whose default (None) does not tell their type
 
 
 def _add_config_flags(p: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:

@@ -45,8 +45,8 @@ class DistillConfig:
     min_len: int = 8
     max_len: int = 24
     # random word pieces (random text, the start of embedding guessing) follow a Zipf law of this
-    # exponent over the vocabulary's estimated frequency ranks; 0 is uniform; None: the method's default
-    zipf: float | None = None
+    # exponent over the vocabulary's estimated frequency ranks; 0 is uniform
+    zipf: float = 0.0
 
     # stage 1: Plug & Play Embedding Guessing
     guess_steps: int = 5  # K
@@ -116,8 +116,6 @@ class DistillConfig:
             raise UserError(f"generator_lr must be > 0, got {self.generator_lr}")
         if self.mix is None:
             self.mix = REGISTRY[self.method].default_mix
-        if self.zipf is None:
-            self.zipf = REGISTRY[self.method].default_zipf
         if not 0.0 <= self.zipf <= 4.0:
             raise UserError(f"zipf must be in [0, 4] (0: uniform random word pieces), got {self.zipf}")
         if not 0.0 <= self.mix <= 1.0:

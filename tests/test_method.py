@@ -395,13 +395,6 @@ def test_zipf_prior_draws_frequent_word_pieces_more_often(tiny_teacher_dir):
     assert zipf > 3 * uniform, (zipf, uniform)
 
 
-def test_zipf_default_comes_from_the_method_and_bad_values_are_refused():
-    assert tiny_distill_config(method="random-text").validate().zipf == RandomText.default_zipf
-    assert tiny_distill_config(method="as-dfd").validate().zipf == ASDFD.default_zipf
-    with pytest.raises(UserError, match="zipf must be in"):
-        tiny_distill_config(zipf=-1.0).validate()
-
-
 def test_best_of_k_starts_lean_toward_their_targets(tiny_teacher_dir):
     cfg, teacher, space, student = _setup(tiny_teacher_dir, ss_task="none", guess_steps=0)
 

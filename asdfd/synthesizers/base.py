@@ -106,7 +106,6 @@ class Synthesizer:
     needs_data = False  # True only for the data-driven references (real-kd, finetune)
     hard_labels = False  # True: the student learns the batch's ``targets`` (gold labels), not the teacher
     default_mix = 0.0  # share of each student batch made of token-level mixtures unless cfg.mix says otherwise
-    default_zipf = 0.0  # Zipf exponent of the random-token prior unless cfg.zipf says otherwise (0: uniform)
 
     def __init__(
         self,

@@ -180,10 +180,9 @@ class TokenSpace:
     sep_id: int
     pad_id: int
     ordinary: torch.Tensor  # (n,) ids of ordinary word pieces: no special, [unusedN] or <...> slots
+    ranks: torch.Tensor  # (n,) estimated frequency rank of each ordinary word piece (0: most common)
     max_positions: int
     tokenizer: object = None  # the teacher's tokenizer (the data-driven references tokenize real text)
-    # (n,) estimated frequency rank of each ordinary word piece (0: most common); see frequency_ranks
-    ranks: torch.Tensor | None = None
 
     @classmethod
     def from_teacher(cls, teacher: PreTrainedModel, tokenizer) -> TokenSpace:
@@ -200,7 +199,7 @@ class TokenSpace:
         tokens = {i: tok for tok, i in vocab.items() if i < E.shape[0] and i not in special and not re.fullmatch(r"\[.*\]|<.*>", tok)}
         ordinary = sorted(tokens)
         ranks = frequency_ranks([tokens[i] for i in ordinary])
-        return cls(E, int(cls_id), int(sep_id), int(pad_id), torch.tensor(ordinary, dtype=torch.long), max_pos, tokenizer, ranks)
+        return cls(E, int(cls_id), int(sep_id), int(pad_id), torch.tensor(ordinary, dtype=torch.long), ranks, max_pos, tokenizer)
 
     @property
     def vocab_size(self) -> int:
@@ -211,8 +210,7 @@ class TokenSpace:
         ranks: p(rank r) ~ 1 / (r + 1)^zipf. None for ``zipf`` 0 (uniform)."""
         if zipf == 0:
             return None
-        ranks = self.ranks if self.ranks is not None else torch.arange(len(self.ordinary))
-        weights = (ranks.double() + 1) ** -zipf
+        weights = (self.ranks.double() + 1) ** -zipf
         return (weights / weights.sum()).float()
 
     def norm_range(self, lo_q: float = 0.05, hi_q: float = 0.95) -> tuple[float, float]:

@@ -122,6 +122,7 @@ class Synthesizer:
         self.generator = generator
         self.num_labels = int(teacher.config.num_labels)
         self.pool = ReplayPool(cfg.replay_size, generator)
+        self.token_prior = space.token_prior(cfg.zipf)  # None: uniform random word pieces
         self.class_hist = torch.zeros(self.num_labels, dtype=torch.long)
         self.confidence_sum = 0.0
         self.target_prob_sum = 0.0
@@ -237,11 +238,10 @@ class Synthesizer:
         lengths = torch.randint(cfg.min_len, cfg.max_len + 1, (n,), generator=self.generator)
         base, slot, attn = self.space.frame(lengths, cfg.max_len)
         ordinary = self.space.ordinary
-        prior = self.space.token_prior(cfg.zipf)
-        if prior is None:
+        if self.token_prior is None:
             pick = torch.randint(len(ordinary), (n, cfg.max_len), generator=self.generator)
         else:
-            pick = torch.multinomial(prior, n * cfg.max_len, replacement=True, generator=self.generator).view(n, cfg.max_len)
+            pick = torch.multinomial(self.token_prior, n * cfg.max_len, replacement=True, generator=self.generator).view(n, cfg.max_len)
         ids = ordinary[pick]
         return ids, base.to(self.device), slot.to(self.device), attn.to(self.device)
 

@@ -19,6 +19,7 @@ would break.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import logging
 import math
@@ -60,6 +61,9 @@ class Ranks:
         from accelerate import PartialState
 
         state = PartialState(cpu=cpu)
+        # leave the group before the interpreter exits: a gloo group torn down with the process can
+        # abort it ("terminate called without an active exception") after the work is done
+        atexit.register(state.destroy_process_group)
         return cls(state.process_index, state.num_processes, None if cpu else state.device)
 
     def wait(self) -> None:

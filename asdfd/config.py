@@ -51,7 +51,13 @@ class DistillConfig:
     # stage 1: Plug & Play Embedding Guessing
     guess_steps: int = 5  # K
     guess_lr: float = 0.01
-    init_candidates: int = 1  # random starts drawn per pseudo sample; the teacher's most target-like one is kept
+    init_candidates: int = 1  # random starts drawn per pseudo sample; one is kept, by init_pick
+    # which candidate start is kept: "target" (the teacher's most target-like one, the shortest move)
+    # or "boundary" (the one the teacher is least sure about, whatever the target)
+    init_pick: str = "target"
+    # soft targets: sample i is guessed toward (1 - s_i) * onehot(y_i) + s_i / C with s_i ~ U(0, this);
+    # 0 is one-hot, 1 lets targets range up to the uniform distribution (the decision boundary)
+    soft_targets: float = 0.0
     init_noise: float = 0.0  # std of Gaussian noise added to the random-token init, relative to E's std
     lambda_norm: float = 1.0  # keep token vector norms inside the [5%, 95%] range of real word embeddings
     confidence_stop: float = 1.0  # a sample stops moving once teacher p(target) >= this (1.0: never)
@@ -118,6 +124,10 @@ class DistillConfig:
             self.mix = REGISTRY[self.method].default_mix
         if not 0.0 <= self.zipf <= 4.0:
             raise UserError(f"zipf must be in [0, 4] (0: uniform random word pieces), got {self.zipf}")
+        if self.init_pick not in ("target", "boundary"):
+            raise UserError(f"unknown init_pick '{self.init_pick}'; choose target or boundary")
+        if not 0.0 <= self.soft_targets <= 1.0:
+            raise UserError(f"soft_targets must be in [0, 1] (0: one-hot targets), got {self.soft_targets}")
         if not 0.0 <= self.mix <= 1.0:
             raise UserError(f"mix must be in [0, 1], got {self.mix}")
         if not 0.0 <= self.ema < 1.0:

@@ -30,6 +30,7 @@ class Crafting:
     slot: torch.Tensor
     attn: torch.Tensor
     targets: torch.Tensor
+    target_dist: torch.Tensor  # (B, C) the distribution each sample is guessed toward
 
 
 class ASDFD(Synthesizer):
@@ -78,22 +79,37 @@ class ASDFD(Synthesizer):
             z = z + cfg.init_noise * self.emb_std * torch.randn(z.shape, generator=self.generator).to(z)
         z = z.detach().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=cfg.guess_lr)
-        return Crafting(z, opt, base, slot, attn, targets)
+        return Crafting(z, opt, base, slot, attn, targets, self.target_distribution(targets))
+
+    def target_distribution(self, targets: torch.Tensor) -> torch.Tensor:
+        """One-hot targets, or (``soft_targets`` > 0) each smoothed toward uniform by its own random
+        share: a soft target stops the guessing short of the teacher's confident region, so the
+        samples spread between the decision boundary and the class."""
+        dist = F.one_hot(targets, self.num_labels).float()
+        if self.cfg.soft_targets > 0:
+            s = self.cfg.soft_targets * torch.rand(len(targets), 1, generator=self.generator).to(dist)
+            dist = (1 - s) * dist + s / self.num_labels
+        return dist
 
     @torch.no_grad()  # not inference_mode: the picked frames go on into the guessing steps' graph
     def best_starts(self, candidates: tuple[torch.Tensor, ...], targets: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """One random frame (ids, base, slot, attn) per target, from ``k`` candidates per sample
-        (rows ``i*k .. i*k+k-1``): the one the teacher already gives the highest probability of
-        the target. A start that leans toward its class needs shorter moves, so the guessed sample
-        stays nearer the random text it began as."""
+        (rows ``i*k .. i*k+k-1``). ``init_pick`` "target": the one the teacher already gives the
+        highest probability of the target; a start that leans toward its class needs shorter moves,
+        so the guessed sample stays nearer the random text it began as. "boundary": the one with the
+        highest teacher entropy; every class then starts from where the teacher hesitates, so no
+        class is reached by a much longer move than the others (random text leans to some classes)."""
         n = len(targets)
         k = candidates[0].shape[0] // n
         if k == 1:
             return candidates
         ids, base, slot, attn = candidates
-        probs = self.teacher_logits(self.space.compose(self.token_embeddings(ids), base, slot), attn).softmax(-1)
-        p_target = probs.view(n, k, -1).gather(2, targets.view(n, 1, 1).expand(n, k, 1)).squeeze(2)
-        pick = torch.arange(n, device=self.device) * k + p_target.argmax(1)
+        probs = self.teacher_logits(self.space.compose(self.token_embeddings(ids), base, slot), attn).softmax(-1).view(n, k, -1)
+        if self.cfg.init_pick == "boundary":
+            score = -(probs * probs.clamp_min(1e-12).log()).sum(-1)
+        else:
+            score = probs.gather(2, targets.view(n, 1, 1).expand(n, k, 1)).squeeze(2)
+        pick = torch.arange(n, device=self.device) * k + score.argmax(1)
         return tuple(t[pick].clone() for t in candidates)
 
     def step(self, c: Crafting, student: PreTrainedModel, adversarial: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,7 +119,8 @@ class ASDFD(Synthesizer):
         cfg = self.cfg
         x = self.space.compose(c.z, c.base, c.slot)
         logits = self.teacher_logits(x, c.attn)
-        ce = F.cross_entropy(logits, c.targets, reduction="none")
+        goal = c.target_dist if cfg.soft_targets > 0 else c.targets  # class ids: the same numbers as ever
+        ce = F.cross_entropy(logits, goal, reduction="none")
         with torch.no_grad():
             p_target = logits.softmax(-1).gather(1, c.targets[:, None]).squeeze(1)
             active = (p_target < cfg.confidence_stop).float()

@@ -411,6 +411,44 @@ def test_best_of_k_starts_lean_toward_their_targets(tiny_teacher_dir):
     assert eight > one + 0.1, (one, eight)
 
 
+def test_boundary_starts_are_the_ones_the_teacher_is_least_sure_about(tiny_teacher_dir):
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, ss_task="none", guess_steps=0, init_pick="boundary")
+
+    def start_entropy(k: int) -> float:
+        cfg.init_candidates = k
+        synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(3))
+        c = synth.start(96)
+        with torch.no_grad():
+            probs = synth.teacher_logits(space.compose(c.z, c.base, c.slot), c.attn).softmax(-1)
+        assert torch.bincount(c.targets, minlength=3).tolist() == [32, 32, 32]
+        return float(-(probs * probs.log()).sum(-1).mean())
+
+    one, eight = start_entropy(1), start_entropy(8)
+    assert eight > one + 0.05, (one, eight)
+
+
+def test_soft_targets_spread_between_one_hot_and_uniform(tiny_teacher_dir):
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, ss_task="none", soft_targets=1.0)
+    synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    targets = torch.arange(300) % 3
+    dist = synth.target_distribution(targets)
+    assert torch.allclose(dist.sum(-1), torch.ones(300))
+    assert torch.equal(dist.argmax(-1), targets)  # the chosen class stays the largest share
+    top = dist.max(-1).values
+    assert float(top.min()) < 0.4 and float(top.max()) > 0.95  # from near uniform to near one-hot
+    cfg.soft_targets = 0.0
+    assert torch.equal(synth.target_distribution(targets), torch.nn.functional.one_hot(targets, 3).float())
+
+    # guessing toward soft targets leaves the teacher less sure than toward one-hot ones
+    def mean_target_prob(soft: float) -> float:
+        cfg.soft_targets, cfg.guess_steps, cfg.guess_lr = soft, 20, 0.05
+        synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(1))
+        batch = synth.craft(48, student)
+        return float(batch.teacher_logits.softmax(-1).gather(1, batch.targets[:, None]).mean())
+
+    assert mean_target_prob(1.0) < mean_target_prob(0.0) - 0.05
+
+
 def test_one_candidate_keeps_the_plain_random_start(tiny_teacher_dir):
     cfg, teacher, space, student = _setup(tiny_teacher_dir, ss_task="none")
     synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(5))

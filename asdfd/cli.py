@@ -35,7 +35,7 @@ CONFIG_HELP = {
     "guess_steps": "K: embedding-guessing steps per crafted batch",
     "guess_lr": "Adam learning rate of the pseudo embeddings",
     "init_candidates": "random starts drawn per pseudo sample; guessing starts from the one --init-pick chooses",
-    "init_pick": "target | boundary: keep the start the teacher finds most like its target, or the one it is least sure about",
+    "init_pick": "boundary | target: keep the start the teacher is least sure about, or the one it finds most like its target",
     "soft_targets": "guess toward (1 - s) * onehot + s / C with s ~ U(0, this) per sample (0: one-hot targets)",
     "init_noise": "Gaussian noise on the random-token init, relative to the embeddings' std",
     "lambda_norm": "weight of the penalty keeping pseudo-token norms in the real embeddings' range",

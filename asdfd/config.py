@@ -51,10 +51,10 @@ class DistillConfig:
     # stage 1: Plug & Play Embedding Guessing
     guess_steps: int = 5  # K
     guess_lr: float = 0.01
-    init_candidates: int = 1  # random starts drawn per pseudo sample; one is kept, by init_pick
-    # which candidate start is kept: "target" (the teacher's most target-like one, the shortest move)
-    # or "boundary" (the one the teacher is least sure about, whatever the target)
-    init_pick: str = "target"
+    init_candidates: int = 4  # random starts drawn per pseudo sample; one is kept, by init_pick
+    # which candidate start is kept: "boundary" (the one the teacher is least sure about, whatever
+    # the target) or "target" (the teacher's most target-like one, the shortest move)
+    init_pick: str = "boundary"
     # soft targets: sample i is guessed toward (1 - s_i) * onehot(y_i) + s_i / C with s_i ~ U(0, this);
     # 0 is one-hot, 1 lets targets range up to the uniform distribution (the decision boundary)
     soft_targets: float = 0.0

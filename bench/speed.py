@@ -4,7 +4,8 @@
     python -m bench --speed --sections inference,synthesis
 
 Sections (each stored as soon as it finishes; a rerun skips finished ones unless --fresh):
-  synthesis  K teacher forward+backward passes w.r.t. the inputs for one pseudo batch (the floor)
+  synthesis  K teacher forward+backward passes w.r.t. the inputs for one pseudo batch, plus the start
+             pass over the random start candidates (the floor)
              against asdfd's crafting of that batch, interleaved in one process, per precision
   training   one student step of the distiller against one teacher fine-tuning step, same batch shape
   inference  teacher vs student, batch 1 and 32, sequence length 64: latency, throughput, size
@@ -83,8 +84,16 @@ def synthesis_at(teacher_dir: Path, precision: str, reps: int) -> dict:
     passes = cfg.guess_steps + cfg.adv_steps
     n = cfg.batch_size
     probe = synth.craft(n, student)  # a batch of the crafted shape for the floor
+    # the start is part of the method: one teacher forward (no gradients) over init_candidates
+    # random starts per sample, of which the most uncertain one is kept
+    k = cfg.init_candidates
+    ids, base, slot, attn = synth.random_frame(n * k)
+    starts = d.space.compose(synth.token_embeddings(ids), base, slot)
 
     def floor() -> None:
+        if k > 1:
+            with torch.no_grad(), autocast(d.device, precision):
+                d.teacher(inputs_embeds=starts, attention_mask=attn)
         x = probe.embeds.clone().requires_grad_(True)
         for _ in range(passes):
             with autocast(d.device, precision):
@@ -98,6 +107,7 @@ def synthesis_at(teacher_dir: Path, precision: str, reps: int) -> dict:
         "batch": n,
         "tokens": probe.embeds.shape[1],
         "teacher_passes": passes,
+        "start_candidates": k,
         "floor_s": round(t["floor"], 4),
         "craft_s": round(t["craft"], 4),
         "ratio": round(t["craft"] / t["floor"], 3),
@@ -339,7 +349,10 @@ def speed_table(data: dict) -> str:
         for p, r in data["synthesis"].items():
             lines.append(f"| {p} | {r['floor_s']:.3f} | {r['craft_s']:.3f} | {r['ratio']:.2f} |")
         r = next(iter(data["synthesis"].values()))
-        lines.append(f"\nFloor: {r['teacher_passes']} teacher forward+backward passes w.r.t. the inputs, batch {r['batch']} x {r['tokens']} tokens.")
+        start = f", plus one teacher forward pass over {r['start_candidates']} random starts per sample" if r.get("start_candidates", 1) > 1 else ""
+        lines.append(
+            f"\nFloor: {r['teacher_passes']} teacher forward+backward passes w.r.t. the inputs{start}, batch {r['batch']} x {r['tokens']} tokens."
+        )
     if "training" in data:
         lines += ["", "## Training steps", "", "| precision | teacher fine-tuning step s | student distillation step s | ratio |"]
         lines.append("|---|---|---|---|")

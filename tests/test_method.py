@@ -396,7 +396,7 @@ def test_zipf_prior_draws_frequent_word_pieces_more_often(tiny_teacher_dir):
 
 
 def test_best_of_k_starts_lean_toward_their_targets(tiny_teacher_dir):
-    cfg, teacher, space, student = _setup(tiny_teacher_dir, ss_task="none", guess_steps=0)
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, ss_task="none", guess_steps=0, init_pick="target")
 
     def start_target_prob(k: int) -> float:
         cfg.init_candidates = k
@@ -450,7 +450,7 @@ def test_soft_targets_spread_between_one_hot_and_uniform(tiny_teacher_dir):
 
 
 def test_one_candidate_keeps_the_plain_random_start(tiny_teacher_dir):
-    cfg, teacher, space, student = _setup(tiny_teacher_dir, ss_task="none")
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, ss_task="none", init_candidates=1)
     synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(5))
     c = synth.start(16)
     g = torch.Generator().manual_seed(5)

@@ -9,6 +9,7 @@ from bench.speed import distill_child, inference, speed_table, synthesis_at, tra
 def test_synthesis_and_training_sections(tiny_teacher_dir):
     syn = synthesis_at(tiny_teacher_dir, "fp32", reps=1)
     assert syn["teacher_passes"] == 5 + 1 and syn["tokens"] == 24 + 2  # package defaults: K=5, 1 adversarial step
+    assert syn["start_candidates"] == 4  # and the start pass over 4 random starts per sample
     assert syn["floor_s"] > 0 and abs(syn["ratio"] - syn["craft_s"] / syn["floor_s"]) < 0.05 * syn["ratio"]
     train = training_at(tiny_teacher_dir, "bf16", reps=1)
     assert train["teacher_train_step_s"] > 0 and train["student_distill_step_s"] > 0

@@ -1,6 +1,7 @@
 """``as-dfd``: Plug & Play Embedding Guessing plus adversarial self-supervision.
 
-Stage 1 (guessing): pseudo tokens ``z`` start at the embeddings of random word pieces and take
+Stage 1 (guessing): pseudo tokens ``z`` start at the embeddings of random word pieces (by default
+the most uncertain for the teacher of 4 random starts) and take
 ``guess_steps`` Adam steps through the frozen teacher toward a balanced target class:
 ``min_z CE(T(x), y) + lambda_norm * R(z)``.
 Stage 2 (adversarial): ``adv_steps`` more steps that also raise the student's self-supervised loss:
@@ -68,8 +69,8 @@ class ASDFD(Synthesizer):
         return self.cfg.lambda_ss * self.task.loss(student, sub.embeds, sub.slot, sub.attention_mask, self.generator)
 
     def start(self, n: int) -> Crafting:
-        """Stage 0: random word-piece embeddings (the best of ``init_candidates`` random starts for
-        each target, plus optional noise) toward balanced targets."""
+        """Stage 0: random word-piece embeddings (of ``init_candidates`` random starts per sample, the
+        one ``init_pick`` chooses; plus optional noise) toward balanced targets."""
         cfg = self.cfg
         candidates = self.random_frame(n * cfg.init_candidates)
         targets = (torch.randperm(n, generator=self.generator) % self.num_labels).to(self.device)

@@ -395,32 +395,29 @@ def test_zipf_prior_draws_frequent_word_pieces_more_often(tiny_teacher_dir):
     assert zipf > 3 * uniform, (zipf, uniform)
 
 
-def test_best_of_k_starts_lean_toward_their_targets(tiny_teacher_dir):
-    cfg, teacher, space, student = _setup(tiny_teacher_dir, ss_task="none", guess_steps=0, init_pick="target")
+def _start_probs(tiny_teacher_dir, k: int, pick: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's probabilities on 96 starts picked from ``k`` random candidates each, and their targets."""
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, ss_task="none", guess_steps=0, init_candidates=k, init_pick=pick)
+    synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(3))
+    c = synth.start(96)
+    with torch.no_grad():
+        probs = synth.teacher_logits(space.compose(c.z, c.base, c.slot), c.attn).softmax(-1)
+    assert torch.bincount(c.targets, minlength=3).tolist() == [32, 32, 32]  # targets stay balanced
+    return probs, c.targets
 
+
+def test_best_of_k_starts_lean_toward_their_targets(tiny_teacher_dir):
     def start_target_prob(k: int) -> float:
-        cfg.init_candidates = k
-        synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(3))
-        c = synth.start(96)
-        with torch.no_grad():
-            logits = synth.teacher_logits(space.compose(c.z, c.base, c.slot), c.attn)
-        assert torch.bincount(c.targets, minlength=3).tolist() == [32, 32, 32]  # still balanced
-        return float(logits.softmax(-1).gather(1, c.targets[:, None]).mean())
+        probs, targets = _start_probs(tiny_teacher_dir, k, "target")
+        return float(probs.gather(1, targets[:, None]).mean())
 
     one, eight = start_target_prob(1), start_target_prob(8)
     assert eight > one + 0.1, (one, eight)
 
 
 def test_boundary_starts_are_the_ones_the_teacher_is_least_sure_about(tiny_teacher_dir):
-    cfg, teacher, space, student = _setup(tiny_teacher_dir, ss_task="none", guess_steps=0, init_pick="boundary")
-
     def start_entropy(k: int) -> float:
-        cfg.init_candidates = k
-        synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(3))
-        c = synth.start(96)
-        with torch.no_grad():
-            probs = synth.teacher_logits(space.compose(c.z, c.base, c.slot), c.attn).softmax(-1)
-        assert torch.bincount(c.targets, minlength=3).tolist() == [32, 32, 32]
+        probs, _ = _start_probs(tiny_teacher_dir, k, "boundary")
         return float(-(probs * probs.log()).sum(-1).mean())
 
     one, eight = start_entropy(1), start_entropy(8)

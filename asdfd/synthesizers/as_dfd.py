@@ -31,7 +31,7 @@ class Crafting:
     slot: torch.Tensor
     attn: torch.Tensor
     targets: torch.Tensor
-    target_dist: torch.Tensor  # (B, C) the distribution each sample is guessed toward
+    goal: torch.Tensor  # what the guessing cross-entropy aims at: ``targets``, or (B, C) soft targets
 
 
 class ASDFD(Synthesizer):
@@ -80,7 +80,9 @@ class ASDFD(Synthesizer):
             z = z + cfg.init_noise * self.emb_std * torch.randn(z.shape, generator=self.generator).to(z)
         z = z.detach().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=cfg.guess_lr)
-        return Crafting(z, opt, base, slot, attn, targets, self.target_distribution(targets))
+        # class ids unless targets are soft: the same numbers as with one-hot targets, for less work
+        goal = self.target_distribution(targets) if cfg.soft_targets > 0 else targets
+        return Crafting(z, opt, base, slot, attn, targets, goal)
 
     def target_distribution(self, targets: torch.Tensor) -> torch.Tensor:
         """One-hot targets, or (``soft_targets`` > 0) each smoothed toward uniform by its own random
@@ -120,8 +122,7 @@ class ASDFD(Synthesizer):
         cfg = self.cfg
         x = self.space.compose(c.z, c.base, c.slot)
         logits = self.teacher_logits(x, c.attn)
-        goal = c.target_dist if cfg.soft_targets > 0 else c.targets  # class ids: the same numbers as ever
-        ce = F.cross_entropy(logits, goal, reduction="none")
+        ce = F.cross_entropy(logits, c.goal, reduction="none")
         with torch.no_grad():
             p_target = logits.softmax(-1).gather(1, c.targets[:, None]).squeeze(1)
             active = (p_target < cfg.confidence_stop).float()

@@ -57,6 +57,7 @@ CONFIG_HELP = {
     "weight_decay": "AdamW weight decay",
     "temperature": "KD temperature",
     "lambda_hidden": "weight of hidden-state KD between copied layers (0: logits only)",
+    "lambda_attn": "weight of attention KD between copied layers (KL of attention distributions; 0: off)",
     "ema": "decay of a moving average of the student's weights, saved instead of the last weights (0: off)",
     "replay_size": "replay pool capacity, in samples",
     "replay_hardness": "k > 1: each student batch is the part of k batches of pool draws the student matches worst",

@@ -86,6 +86,7 @@ class DistillConfig:
     weight_decay: float = 0.01
     temperature: float = 2.0
     lambda_hidden: float = 1.0  # hidden-state MSE between copied layers (0: logits only)
+    lambda_attn: float = 0.0  # attention KD: KL between copied layers' attention distributions (0: off)
     # decay of an exponential moving average of the student's weights, updated after every step;
     # the average is the student that is evaluated and saved (0: off, the last weights)
     ema: float = 0.0
@@ -132,6 +133,8 @@ class DistillConfig:
             raise UserError(f"mix must be in [0, 1], got {self.mix}")
         if not 0.0 <= self.ema < 1.0:
             raise UserError(f"ema must be in [0, 1) (0: no weight averaging), got {self.ema}")
+        if self.lambda_hidden < 0 or self.lambda_attn < 0:
+            raise UserError(f"lambda_hidden and lambda_attn must be >= 0, got {self.lambda_hidden} and {self.lambda_attn}")
         if self.temperature <= 0:
             raise UserError(f"temperature must be > 0, got {self.temperature}")
         if not 0.0 < self.ss_ratio < 1.0:

@@ -5,7 +5,7 @@ Per student step: if the schedule says so, the synthesizer crafts a fresh batch 
 student as it is now) into its replay pool; a batch is drawn from the pool; the frozen teacher
 labels it in one pass (logits, and hidden states when hidden-state KD is on; samples that already
 carry their logits skip the pass when logits are all it needs); the student and any
-synthesizer-side head take one AdamW step on ``L_kd + lambda_hidden * L_hid + L_synth``.
+synthesizer-side head take one AdamW step on ``L_kd + lambda_hidden * L_hid + lambda_attn * L_attn + L_synth``.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from .card import CARD_NAME, model_card, weights_sha256
 from .checkpoint import CHECKPOINT, Interrupted, load_checkpoint, partial_dir, rng_state, save_checkpoint, set_rng_state
 from .config import DistillConfig, save_config
 from .errors import UserError
-from .losses import hidden_loss, kd_loss
-from .models import TokenSpace, build_student, load_teacher, load_tokenizer, resolve_student_layers
+from .losses import attention_loss, hidden_loss, kd_loss
+from .models import TokenSpace, build_student, eager_attention, load_teacher, load_tokenizer, resolve_student_layers
 from .runtime import atomic_dir, autocast, check_output_dir, progress, resolve_device, seed_everything, set_threads, stop_on_sigint
 
 REPORT_NAME = "distill_report.json"
@@ -116,24 +116,32 @@ class Distiller:
         sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup * cfg.student_steps), cfg.student_steps)
         return opt, sched
 
-    def teacher_outputs(self, batch, hidden: bool) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
-        """The teacher's logits on a student batch, and its hidden states when ``hidden``: one
-        teacher pass at most, none when the logits are all the step needs and the batch has them."""
-        if not hidden and batch.teacher_logits is not None:
-            return batch.teacher_logits, None
+    def teacher_outputs(self, batch, hidden: bool, attentions: bool = False) -> tuple[torch.Tensor, tuple | None, tuple | None]:
+        """The teacher's logits on a student batch, with its hidden states when ``hidden`` and its
+        attention distributions when ``attentions``: one teacher pass at most, none when the
+        logits are all the step needs and the batch has them."""
+        if not hidden and not attentions and batch.teacher_logits is not None:
+            return batch.teacher_logits, None, None
         # no_grad, not inference_mode: these tensors are targets in the student's autograd graph
         with torch.no_grad(), autocast(self.device, self.cfg.precision):
-            out = self.teacher(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask, output_hidden_states=hidden)
-        return out.logits.float(), (out.hidden_states if hidden else None)
+            out = self.teacher(
+                inputs_embeds=batch.embeds, attention_mask=batch.attention_mask, output_hidden_states=hidden, output_attentions=attentions
+            )
+        return out.logits.float(), (out.hidden_states if hidden else None), (out.attentions if attentions else None)
 
     def _student_step(self, batch, opt, sched) -> dict[str, float]:
         if self.synth.hard_labels:
             return self._gold_step(batch, opt, sched)
         cfg = self.cfg
-        use_hidden = cfg.lambda_hidden > 0
-        t_logits, t_hidden = self.teacher_outputs(batch, use_hidden)
+        use_hidden, use_attn = cfg.lambda_hidden > 0, cfg.lambda_attn > 0
+        # attention weights come out of the eager attention code only (SDPA does not return them)
+        with eager_attention(self.teacher, self.student, when=use_attn):
+            t_logits, t_hidden, t_attn = self.teacher_outputs(batch, use_hidden, use_attn)
+            with autocast(self.device, cfg.precision):
+                s_out = self.student(
+                    inputs_embeds=batch.embeds, attention_mask=batch.attention_mask, output_hidden_states=use_hidden, output_attentions=use_attn
+                )
         with autocast(self.device, cfg.precision):
-            s_out = self.student(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask, output_hidden_states=use_hidden)
             l_kd = kd_loss(s_out.logits, t_logits, cfg.temperature)
             loss = l_kd
             logs = {"kd": l_kd.item()}
@@ -141,6 +149,10 @@ class Distiller:
                 l_hid = hidden_loss(s_out.hidden_states, t_hidden, self.layers, batch.attention_mask)
                 loss = loss + cfg.lambda_hidden * l_hid
                 logs["hidden"] = l_hid.item()
+            if use_attn:
+                l_attn = attention_loss(s_out.attentions, t_attn, self.layers, batch.attention_mask)
+                loss = loss + cfg.lambda_attn * l_attn
+                logs["attn"] = l_attn.item()
             l_syn = self.synth.student_loss(self.student, batch)
             if l_syn is not None:
                 loss = loss + l_syn

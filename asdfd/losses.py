@@ -39,3 +39,26 @@ def hidden_loss(
         scale = ((t**2) * mask).sum() / n
         total = total + err / scale.clamp_min(1e-6)
     return total / len(layers)
+
+
+def attention_loss(
+    student_attn: tuple[torch.Tensor, ...],
+    teacher_attn: tuple[torch.Tensor, ...],
+    layers: list[int],
+    attention_mask: torch.Tensor,
+) -> torch.Tensor:
+    """KL(teacher || student) between the self-attention distributions of each student layer and
+    the teacher layer it was copied from, averaged over heads and attended query positions.
+
+    Attention tuples hold one (B, heads, T, T) tensor per layer (no embedding entry), so student
+    layer ``j`` is index ``j`` and teacher layer ``layers[j]`` is index ``layers[j]``. Padded keys
+    carry zero probability in both and add nothing.
+    """
+    rows = attention_mask[:, None, :, None].float()  # (B, 1, T, 1): real query positions
+    n = rows.sum() * student_attn[0].shape[1]
+    total = rows.new_zeros(())
+    for j, t_layer in enumerate(layers):
+        s, t = student_attn[j].float(), teacher_attn[t_layer].float()
+        kl = torch.xlogy(t, t) - t * s.clamp_min(1e-12).log()
+        total = total + (kl * rows).sum() / n
+    return total / len(layers)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import inspect
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,6 +120,20 @@ def resolve_student_layers(n_teacher: int, spec: int | list[int] | str) -> list[
     if len(layers) >= n_teacher:
         raise UserError(f"--student-layers {layers} keeps all {n_teacher} teacher layers; choose fewer")
     return layers
+
+
+@contextmanager
+def eager_attention(*models: PreTrainedModel, when: bool = True):
+    """Run ``models`` with the eager attention code inside the block (the one that can return
+    attention weights), then restore the implementation each had; a no-op unless ``when``."""
+    before = [m.config._attn_implementation for m in models] if when else []
+    try:
+        for m in models if when else ():
+            m.set_attn_implementation("eager")
+        yield
+    finally:
+        for m, impl in zip(models, before, strict=False):
+            m.set_attn_implementation(impl)
 
 
 def build_student(teacher: PreTrainedModel, layers: list[int]) -> PreTrainedModel:

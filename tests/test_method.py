@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from asdfd.errors import UserError
-from asdfd.losses import hidden_loss, kd_loss
+from asdfd.losses import attention_loss, hidden_loss, kd_loss
 from asdfd.models import TokenSpace, build_student, evenly_spaced_layers, frequency_ranks, load_teacher, load_tokenizer
 from asdfd.synthesizers import ASDFD, RandomText
 from asdfd.synthesizers.base import ReplayPool
@@ -91,6 +93,34 @@ def test_hidden_loss_zero_when_copied_layers_match():
     mask = torch.ones(2, 5)
     assert float(hidden_loss(h_s, h_t, layers, mask)) < 1e-9
     assert float(hidden_loss((h_t[0], h_t[1], h_t[2]), h_t, layers, mask)) > 0
+
+
+def test_attention_loss_zero_when_copied_layers_match_and_ignores_padding():
+    a_t = tuple(torch.randn(2, 3, 5, 5).softmax(-1) for _ in range(4))  # 4 layers, 3 heads
+    layers = [1, 3]
+    mask = torch.ones(2, 5)
+    assert float(attention_loss((a_t[1], a_t[3]), a_t, layers, mask)) < 1e-6
+    assert float(attention_loss((a_t[0], a_t[2]), a_t, layers, mask)) > 0
+    # rows of padded query positions do not count
+    mask[:, 3:] = 0
+    a_s = tuple(a.clone() for a in (a_t[1], a_t[3]))
+    for a in a_s:
+        a[:, :, 3:] = a[:, :, 3:].flip(-1)
+    assert float(attention_loss(a_s, a_t, layers, mask)) < 1e-6
+
+
+def test_attention_kd_trains_and_leaves_models_as_they_were(tiny_teacher_dir):
+    from asdfd.distiller import Distiller
+
+    cfg = tiny_distill_config(method="random-text", lambda_attn=1.0, student_steps=2)
+    d = Distiller(tiny_teacher_dir, cfg)
+    impl = d.teacher.config._attn_implementation
+    assert impl != "eager"  # so that the restore below is a real check
+    d.synth.synthesize(d.student)
+    batch = d.synth.sample(4)
+    logs = d._student_step(batch, *d._optimizer())
+    assert logs["attn"] > 0 and math.isfinite(logs["attn"])
+    assert d.teacher.config._attn_implementation == impl == d.student.config._attn_implementation
 
 
 def test_frame_places_special_tokens_and_mask(tiny_teacher_dir):

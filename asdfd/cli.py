@@ -37,6 +37,7 @@ CONFIG_HELP = {
     "init_candidates": "random starts drawn per pseudo sample; guessing starts from the one --init-pick chooses",
     "init_pick": "boundary | target: keep the start the teacher is least sure about, or the one it finds most like its target",
     "soft_targets": "guess toward (1 - s) * onehot + s / C with s ~ U(0, this) per sample (0: one-hot targets)",
+    "token_flips": "discrete guessing: word pieces swapped per sample and guessing step, toward the target (0: continuous steps)",
     "init_noise": "Gaussian noise on the random-token init, relative to the embeddings' std",
     "lambda_norm": "weight of the penalty keeping pseudo-token norms in the real embeddings' range",
     "confidence_stop": "a pseudo sample stops moving once the teacher gives its target this probability",

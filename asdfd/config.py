@@ -58,6 +58,10 @@ class DistillConfig:
     # soft targets: sample i is guessed toward (1 - s_i) * onehot(y_i) + s_i / C with s_i ~ U(0, this);
     # 0 is one-hot, 1 lets targets range up to the uniform distribution (the decision boundary)
     soft_targets: float = 0.0
+    # discrete guessing: >0 replaces each guessing (and adversarial) Adam step on z with swapping this
+    # many random positions per sample to the word piece that lowers the step's loss most (first-order
+    # estimate, HotFlip-style), so the samples stay real word-piece sequences; 0: continuous steps
+    token_flips: int = 0
     init_noise: float = 0.0  # std of Gaussian noise added to the random-token init, relative to E's std
     lambda_norm: float = 1.0  # keep token vector norms inside the [5%, 95%] range of real word embeddings
     confidence_stop: float = 1.0  # a sample stops moving once teacher p(target) >= this (1.0: never)
@@ -110,7 +114,7 @@ class DistillConfig:
 
         if REGISTRY[self.method].needs_data and not self.data:
             raise UserError(f"method '{self.method}' distils on real text; pass --data trec|mr|bbc or a .csv/.jsonl file")
-        for name in ("guess_steps", "adv_steps", "heldout_samples", "generator_steps", "checkpoint_every"):
+        for name in ("guess_steps", "adv_steps", "heldout_samples", "generator_steps", "checkpoint_every", "token_flips"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.replay_size < self.batch_size:

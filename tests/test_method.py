@@ -38,6 +38,24 @@ def test_guessing_raises_teacher_confidence(tiny_teacher_dir):
     assert p20 > p0 + 0.2
 
 
+def test_discrete_guessing_swaps_in_word_pieces_toward_the_target(tiny_teacher_dir):
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, ss_task="none", token_flips=2, init_candidates=1)
+
+    def craft(k: int):
+        cfg.guess_steps = k
+        synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(1))
+        batch = synth.craft(64, student)
+        return batch, float(batch.teacher_logits.softmax(-1).gather(1, batch.targets[:, None]).mean())
+
+    (start, p0), (after, p4) = craft(0), craft(4)
+    assert p4 > p0 + 0.1, (p0, p4)
+    # every pseudo token is still exactly one word piece's embedding, and at most 4 x 2 moved
+    tokens = after.embeds[after.slot]
+    assert torch.equal(space.embeddings[space.nearest(tokens)], tokens)
+    moved = (after.embeds != start.embeds).any(-1).sum(1)
+    assert int(moved.max()) <= 8 and int(moved.sum()) > 0
+
+
 @pytest.mark.parametrize("task", ["replaced", "shuffle"])
 def test_adversarial_step_raises_student_selfsup_loss(tiny_teacher_dir, task):
     cfg, teacher, space, student = _setup(tiny_teacher_dir, ss_task=task, lambda_adv=50.0, guess_lr=0.05, lambda_norm=0.0)

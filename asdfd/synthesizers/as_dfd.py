@@ -3,7 +3,8 @@
 Stage 1 (guessing): pseudo tokens ``z`` start at the embeddings of random word pieces (by default
 the most uncertain for the teacher of 4 random starts) and take
 ``guess_steps`` Adam steps through the frozen teacher toward a balanced target class:
-``min_z CE(T(x), y) + lambda_norm * R(z)``.
+``min_z CE(T(x), y) + lambda_norm * R(z)`` (with ``token_flips``, discrete steps instead: word
+pieces swapped for the ones that lower that loss most).
 Stage 2 (adversarial): ``adv_steps`` more steps that also raise the student's self-supervised loss:
 ``min_z CE(T(x), y) + lambda_norm * R(z) - lambda_adv * L_ss(S, x)``. The student and the pretext
 head lower ``L_ss`` in their own step (``student_loss``), so the two play against each other.
@@ -47,6 +48,8 @@ class ASDFD(Synthesizer):
             self.task.to(device)
         self.norm_lo, self.norm_hi = space.norm_range()
         self.emb_std = float(space.embeddings[space.ordinary].std())
+        # the swap candidates of discrete guessing (token_flips): every ordinary word piece
+        self.flip_table = space.embeddings[space.ordinary].to(device) if cfg.token_flips > 0 else None
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return list(self.task.parameters()) if self.task is not None else []
@@ -132,9 +135,28 @@ class ASDFD(Synthesizer):
             with self.autocast():
                 loss = loss - cfg.lambda_adv * self.task.loss(student, x, c.slot, c.attn, self.generator)
         (grad,) = torch.autograd.grad(loss, [c.z])
-        c.z.grad = grad * active[:, None, None]
-        c.opt.step()
+        if cfg.token_flips > 0:
+            self.flip(c, grad, active.bool())
+        else:
+            c.z.grad = grad * active[:, None, None]
+            c.opt.step()
         return x.detach(), logits.detach()
+
+    @torch.no_grad()
+    def flip(self, c: Crafting, grad: torch.Tensor, active: torch.Tensor) -> None:
+        """Discrete step: at ``token_flips`` random pseudo-token positions of each active sample, put
+        the word piece whose swap lowers the loss most to first order, ``(e_v - z_p) . grad_p``
+        (HotFlip). Unlike Adam steps on ``z``, the sample stays a sequence of real word pieces, and
+        one swap can bring in a word that carries the target class."""
+        slot_z = c.slot[:, 1 : self.cfg.max_len + 1].float().cpu()
+        m = min(self.cfg.token_flips, int(slot_z.sum(1).min()))
+        pos = torch.multinomial(slot_z, m, generator=self.generator).to(self.device)  # (B, m), distinct
+        rows = torch.arange(len(pos), device=self.device)[:, None]
+        g, z_p = grad[rows, pos], c.z[rows, pos]  # (B, m, d)
+        E = self.flip_table.to(grad)
+        gain = g @ E.T - (g * z_p).sum(-1, keepdim=True)  # (B, m, V) first-order change of the loss
+        new = E[gain.argmin(-1)]
+        c.z[rows, pos] = torch.where(active[:, None, None], new, z_p)
 
     def craft(self, n: int, student: PreTrainedModel) -> PseudoBatch:
         cfg = self.cfg

@@ -99,6 +99,10 @@ class DistillConfig:
     # fraction of each student batch replaced by token-level mixtures of two pool samples;
     # None: the method's own default (as-dfd 0.5, the baselines 0), resolved by validate()
     mix: float | None = None
+    # fraction of each student batch that is fresh random text (new random word pieces every step,
+    # labelled in the student step's teacher pass, so it costs no extra pass); taken from the end
+    # of the batch, after the mixtures at its start
+    fresh_random: float = 0.0
     grad_clip: float = 1.0
 
     def validate(self) -> DistillConfig:
@@ -135,6 +139,8 @@ class DistillConfig:
             raise UserError(f"soft_targets must be in [0, 1] (0: one-hot targets), got {self.soft_targets}")
         if not 0.0 <= self.mix <= 1.0:
             raise UserError(f"mix must be in [0, 1], got {self.mix}")
+        if not 0.0 <= self.fresh_random <= 1.0 - self.mix:
+            raise UserError(f"fresh_random must be in [0, 1 - mix] = [0, {1 - self.mix:g}], got {self.fresh_random}; lower it or --mix")
         if not 0.0 <= self.ema < 1.0:
             raise UserError(f"ema must be in [0, 1) (0: no weight averaging), got {self.ema}")
         if self.lambda_hidden < 0 or self.lambda_attn < 0:

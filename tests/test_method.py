@@ -285,11 +285,29 @@ def test_splice_mixes_tokens_of_two_pool_samples_and_relabels(tiny_teacher_dir):
     student(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask).logits.sum().backward()
 
 
+def test_fresh_random_text_fills_the_end_of_each_student_batch(tiny_teacher_dir):
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, mix=0.25, fresh_random=0.5)
+    synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    synth.synthesize(student)
+    batch = synth.sample(8)
+    assert len(batch) == 8 and batch.teacher_logits is None  # labelled by the student step's pass
+    assert (batch.targets[:2] == -1).all() and (batch.targets[2:4] >= 0).all() and (batch.targets[4:] == -1).all()
+    # the fresh half is plain word pieces, none of them from the pool, new at every draw
+    tokens = batch.embeds[4:][batch.slot[4:]]
+    assert torch.equal(space.embeddings[space.nearest(tokens)], tokens)
+    pool = synth.pool.store.embeds[: synth.pool.size]
+    assert not any(torch.equal(x, y) for x in batch.embeds[4:] for y in pool)
+    assert not torch.equal(synth.sample(8).embeds[4:], batch.embeds[4:])
+    with pytest.raises(UserError, match="fresh_random"):
+        tiny_distill_config(mix=0.5, fresh_random=0.75).validate()
+
+
 @pytest.mark.parametrize(
     "kw",
     [
         {"method": "as-dfd", "mix": 0.5},  # mixtures: labelled in the step's own teacher pass
         {"method": "as-dfd", "mix": 0.0, "lambda_hidden": 0.0},  # pooled logits suffice: no pass at all
+        {"method": "as-dfd", "mix": 0.0, "lambda_hidden": 0.0, "fresh_random": 0.5},  # fresh random text needs it
         {"method": "random-text"},
     ],
 )
@@ -305,9 +323,9 @@ def test_the_teacher_runs_at_most_once_per_student_step(tiny_teacher_dir, kw):
     d.teacher.register_forward_hook(lambda *a: calls.append(1))
     batch = d.synth.sample(cfg.batch_size, d.student)
     d._student_step(batch, opt, sched)
-    assert len(calls) == (0 if cfg.lambda_hidden == 0 and not cfg.mix else 1)
+    assert len(calls) == (0 if cfg.lambda_hidden == 0 and not cfg.mix and not cfg.fresh_random else 1)
     # and what the step used is the teacher's output on that very batch
-    logits, hidden = d.teacher_outputs(batch, hidden=True)
+    logits, hidden, _ = d.teacher_outputs(batch, hidden=True)
     with torch.no_grad():
         again = d.teacher(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask, output_hidden_states=True)
     assert torch.allclose(logits, again.logits, atol=1e-5) and len(hidden) == len(again.hidden_states)

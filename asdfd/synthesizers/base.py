@@ -154,7 +154,16 @@ class Synthesizer:
         n_mix = round(self.cfg.mix * n)
         if n_mix > 0:
             batch = self.splice(batch, n_mix)
+        n_fresh = min(round(self.cfg.fresh_random * n), n - n_mix)
+        if n_fresh > 0:
+            batch = PseudoBatch.concat([batch.index(torch.arange(n - n_fresh, device=self.device)), self.fresh(n_fresh)])
         return batch
+
+    def fresh(self, n: int) -> PseudoBatch:
+        """``n`` new random-text samples without teacher logits (the student step labels them)."""
+        ids, base, slot, attn = self.random_frame(n)
+        embeds = self.space.compose(self.token_embeddings(ids), base, slot)
+        return PseudoBatch(embeds, attn, slot, torch.full((n,), -1, dtype=torch.long, device=self.device), None)
 
     @torch.no_grad()
     def hardest(self, cand: PseudoBatch, n: int, student: PreTrainedModel) -> PseudoBatch:

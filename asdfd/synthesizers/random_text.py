@@ -15,8 +15,6 @@ class RandomText(Synthesizer):
 
     @torch.inference_mode()
     def craft(self, n: int, student: PreTrainedModel) -> PseudoBatch:
-        ids, base, slot, attn = self.random_frame(n)
-        embeds = self.space.compose(self.token_embeddings(ids), base, slot)
-        logits = self.teacher_logits(embeds, attn)
-        targets = torch.full((n,), -1, dtype=torch.long, device=self.device)
-        return PseudoBatch(embeds, attn, slot, targets, logits)
+        batch = self.fresh(n)
+        batch.teacher_logits = self.teacher_logits(batch.embeds, batch.attention_mask)
+        return batch

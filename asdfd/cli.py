@@ -59,6 +59,7 @@ CONFIG_HELP = {
     "temperature": "KD temperature",
     "lambda_hidden": "weight of hidden-state KD between copied layers (0: logits only)",
     "lambda_attn": "weight of attention KD between copied layers (KL of attention distributions; 0: off)",
+    "lambda_jac": "weight of input-gradient matching between student and teacher (0: off; slower steps)",
     "ema": "decay of a moving average of the student's weights, saved instead of the last weights (0: off)",
     "replay_size": "replay pool capacity, in samples",
     "replay_hardness": "k > 1: each student batch is the part of k batches of pool draws the student matches worst",

@@ -91,6 +91,10 @@ class DistillConfig:
     temperature: float = 2.0
     lambda_hidden: float = 1.0  # hidden-state MSE between copied layers (0: logits only)
     lambda_attn: float = 0.0  # attention KD: KL between copied layers' attention distributions (0: off)
+    # input-gradient matching (Jacobian KD): the student's gradient of a random projection of its
+    # log-probabilities with respect to the input embeddings should equal the teacher's (0: off;
+    # costs an extra teacher pass with a backward and a double backward through the student)
+    lambda_jac: float = 0.0
     # decay of an exponential moving average of the student's weights, updated after every step;
     # the average is the student that is evaluated and saved (0: off, the last weights)
     ema: float = 0.0
@@ -143,8 +147,9 @@ class DistillConfig:
             raise UserError(f"fresh_random must be in [0, 1 - mix] = [0, {1 - self.mix:g}], got {self.fresh_random}; lower it or --mix")
         if not 0.0 <= self.ema < 1.0:
             raise UserError(f"ema must be in [0, 1) (0: no weight averaging), got {self.ema}")
-        if self.lambda_hidden < 0 or self.lambda_attn < 0:
-            raise UserError(f"lambda_hidden and lambda_attn must be >= 0, got {self.lambda_hidden} and {self.lambda_attn}")
+        for name in ("lambda_hidden", "lambda_attn", "lambda_jac"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.temperature <= 0:
             raise UserError(f"temperature must be > 0, got {self.temperature}")
         if not 0.0 < self.ss_ratio < 1.0:

@@ -5,7 +5,8 @@ Per student step: if the schedule says so, the synthesizer crafts a fresh batch 
 student as it is now) into its replay pool; a batch is drawn from the pool; the frozen teacher
 labels it in one pass (logits, and hidden states when hidden-state KD is on; samples that already
 carry their logits skip the pass when logits are all it needs); the student and any
-synthesizer-side head take one AdamW step on ``L_kd + lambda_hidden * L_hid + lambda_attn * L_attn + L_synth``.
+synthesizer-side head take one AdamW step on ``L_kd + lambda_hidden * L_hid + lambda_attn * L_attn
++ lambda_jac * L_jac + L_synth``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .card import CARD_NAME, model_card, weights_sha256
 from .checkpoint import CHECKPOINT, Interrupted, load_checkpoint, partial_dir, rng_state, save_checkpoint, set_rng_state
 from .config import DistillConfig, save_config
 from .errors import UserError
-from .losses import attention_loss, hidden_loss, kd_loss
+from .losses import attention_loss, hidden_loss, input_gradient_loss, kd_loss
 from .models import TokenSpace, build_student, eager_attention, load_teacher, load_tokenizer, resolve_student_layers
 from .runtime import atomic_dir, autocast, check_output_dir, progress, resolve_device, seed_everything, set_threads, stop_on_sigint
 
@@ -133,14 +134,17 @@ class Distiller:
         if self.synth.hard_labels:
             return self._gold_step(batch, opt, sched)
         cfg = self.cfg
-        use_hidden, use_attn = cfg.lambda_hidden > 0, cfg.lambda_attn > 0
-        # attention weights come out of the eager attention code only (SDPA does not return them)
-        with eager_attention(self.teacher, self.student, when=use_attn):
+        use_hidden, use_attn, use_jac = cfg.lambda_hidden > 0, cfg.lambda_attn > 0, cfg.lambda_jac > 0
+        x = batch.embeds.detach().requires_grad_(True) if use_jac else batch.embeds
+        # attention weights come out of the eager attention code only (SDPA does not return them),
+        # and only it can be differentiated twice (input-gradient matching)
+        with eager_attention(self.teacher, self.student, when=use_attn or use_jac):
             t_logits, t_hidden, t_attn = self.teacher_outputs(batch, use_hidden, use_attn)
             with autocast(self.device, cfg.precision):
                 s_out = self.student(
-                    inputs_embeds=batch.embeds, attention_mask=batch.attention_mask, output_hidden_states=use_hidden, output_attentions=use_attn
+                    inputs_embeds=x, attention_mask=batch.attention_mask, output_hidden_states=use_hidden, output_attentions=use_attn
                 )
+            l_jac = self._input_gradient_loss(x, s_out.logits, batch.attention_mask) if use_jac else None
         with autocast(self.device, cfg.precision):
             l_kd = kd_loss(s_out.logits, t_logits, cfg.temperature)
             loss = l_kd
@@ -153,12 +157,28 @@ class Distiller:
                 l_attn = attention_loss(s_out.attentions, t_attn, self.layers, batch.attention_mask)
                 loss = loss + cfg.lambda_attn * l_attn
                 logs["attn"] = l_attn.item()
+            if l_jac is not None:
+                loss = loss + cfg.lambda_jac * l_jac
+                logs["jac"] = l_jac.item()
             l_syn = self.synth.student_loss(self.student, batch)
             if l_syn is not None:
                 loss = loss + l_syn
                 logs["ss"] = l_syn.item()
         self._update(loss, opt, sched)
         return logs
+
+    def _input_gradient_loss(self, x: torch.Tensor, s_logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Input-gradient matching: for a random direction ``r`` per sample, the gradients of
+        ``r . log_softmax(logits)`` with respect to the input embeddings, student against teacher.
+        KD matches the two functions at the samples; this also matches how they change around
+        them, the directions the guessing steps follow. The student's gradient keeps its graph."""
+        r = torch.randn(s_logits.shape, generator=self.generator).to(x.device)
+        xt = x.detach().requires_grad_(True)
+        with torch.enable_grad(), autocast(self.device, self.cfg.precision):
+            t_logits = self.teacher(inputs_embeds=xt, attention_mask=attention_mask).logits
+        (g_t,) = torch.autograd.grad((t_logits.float().log_softmax(-1) * r).sum(), xt)
+        (g_s,) = torch.autograd.grad((s_logits.float().log_softmax(-1) * r).sum(), x, create_graph=True)
+        return input_gradient_loss(g_s, g_t, attention_mask)
 
     def _gold_step(self, batch, opt, sched) -> dict[str, float]:
         """The ``finetune`` reference: cross-entropy on gold labels, no teacher."""

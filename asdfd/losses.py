@@ -62,3 +62,12 @@ def attention_loss(
         kl = torch.xlogy(t, t) - t * s.clamp_min(1e-12).log()
         total = total + (kl * rows).sum() / n
     return total / len(layers)
+
+
+def input_gradient_loss(student_grad: torch.Tensor, teacher_grad: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Per sample, ``||g_S - g_T||^2 / ||g_T||^2`` over attended positions, averaged: how far the
+    student's gradient with respect to the input embeddings is from the teacher's (both (B, T, d))."""
+    mask = attention_mask.unsqueeze(-1).float()
+    t = teacher_grad.float()
+    err = ((student_grad.float() - t) ** 2 * mask).sum((1, 2))
+    return (err / ((t**2) * mask).sum((1, 2)).clamp_min(1e-12)).mean()

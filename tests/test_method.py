@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from asdfd.errors import UserError
-from asdfd.losses import attention_loss, hidden_loss, kd_loss
-from asdfd.models import TokenSpace, build_student, evenly_spaced_layers, frequency_ranks, load_teacher, load_tokenizer
+from asdfd.losses import attention_loss, hidden_loss, input_gradient_loss, kd_loss
+from asdfd.models import TokenSpace, build_student, eager_attention, evenly_spaced_layers, frequency_ranks, load_teacher, load_tokenizer
 from asdfd.synthesizers import ASDFD, RandomText
 from asdfd.synthesizers.base import ReplayPool
 
@@ -139,6 +139,31 @@ def test_attention_kd_trains_and_leaves_models_as_they_were(tiny_teacher_dir):
     logs = d._student_step(batch, *d._optimizer())
     assert logs["attn"] > 0 and math.isfinite(logs["attn"])
     assert d.teacher.config._attn_implementation == impl == d.student.config._attn_implementation
+
+
+def test_input_gradient_matching_is_zero_for_the_teacher_itself(tiny_teacher_dir):
+    g = torch.randn(2, 5, 8)
+    mask = torch.ones(2, 5)
+    assert float(input_gradient_loss(g, g, mask)) == 0 and float(input_gradient_loss(2 * g, g, mask)) == pytest.approx(1.0)
+    mask[:, 3:] = 0
+    h = g.clone()
+    h[:, 3:] += 1  # padded positions do not count
+    assert float(input_gradient_loss(h, g, mask)) == 0
+
+    from asdfd.distiller import Distiller
+
+    d = Distiller(tiny_teacher_dir, tiny_distill_config(method="random-text", lambda_jac=1.0))
+    d.synth.synthesize(d.student)
+    batch = d.synth.sample(4)
+    x = batch.embeds.detach().requires_grad_(True)
+    with torch.no_grad():  # a student equal to the teacher: no gradient mismatch
+        full = build_student(d.teacher, list(range(d.teacher.config.num_hidden_layers)))
+    full.eval()
+    with eager_attention(full, d.teacher):
+        same = d._input_gradient_loss(x, full(inputs_embeds=x, attention_mask=batch.attention_mask).logits, batch.attention_mask)
+    assert float(same.detach()) < 1e-8
+    logs = d._student_step(batch, *d._optimizer())  # and the term trains the student (double backward)
+    assert logs["jac"] > 0 and math.isfinite(logs["jac"])
 
 
 def test_frame_places_special_tokens_and_mask(tiny_teacher_dir):

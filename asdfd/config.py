@@ -145,6 +145,8 @@ class DistillConfig:
             raise UserError(f"mix must be in [0, 1], got {self.mix}")
         if not 0.0 <= self.fresh_random <= 1.0 - self.mix:
             raise UserError(f"fresh_random must be in [0, 1 - mix] = [0, {1 - self.mix:g}], got {self.fresh_random}; lower it or --mix")
+        if REGISTRY[self.method].needs_data and (self.mix > 0 or self.fresh_random > 0):
+            raise UserError(f"method '{self.method}' trains on real text only; mix and fresh_random apply to pseudo samples, pass 0")
         if not 0.0 <= self.ema < 1.0:
             raise UserError(f"ema must be in [0, 1) (0: no weight averaging), got {self.ema}")
         for name in ("lambda_hidden", "lambda_attn", "lambda_jac"):

@@ -325,6 +325,8 @@ def test_fresh_random_text_fills_the_end_of_each_student_batch(tiny_teacher_dir)
     assert not torch.equal(synth.sample(8).embeds[4:], batch.embeds[4:])
     with pytest.raises(UserError, match="fresh_random"):
         tiny_distill_config(mix=0.5, fresh_random=0.75).validate()
+    with pytest.raises(UserError, match="real text only"):  # not silently ignored
+        tiny_distill_config(method="real-kd", data="trec", fresh_random=0.25).validate()
 
 
 @pytest.mark.parametrize(

@@ -126,13 +126,16 @@ def resolve_student_layers(n_teacher: int, spec: int | list[int] | str) -> list[
 def eager_attention(*models: PreTrainedModel, when: bool = True):
     """Run ``models`` with the eager attention code inside the block (the one that can return
     attention weights), then restore the implementation each had; a no-op unless ``when``."""
-    before = [m.config._attn_implementation for m in models] if when else []
+    if not when:
+        yield
+        return
+    before = [m.config._attn_implementation for m in models]
     try:
-        for m in models if when else ():
+        for m in models:
             m.set_attn_implementation("eager")
         yield
     finally:
-        for m, impl in zip(models, before, strict=False):
+        for m, impl in zip(models, before, strict=True):
             m.set_attn_implementation(impl)
 
 

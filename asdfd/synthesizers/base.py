@@ -242,7 +242,8 @@ class Synthesizer:
     # ---- helpers for subclasses
     def random_frame(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Random lengths and random ordinary token ids (uniform, or Zipf over the estimated frequency
-        ranks when ``cfg.zipf`` > 0); returns (ids, base, slot, attn) on device."""
+        ranks when ``cfg.zipf`` > 0); returns (ids, base, slot, attn): ids on the CPU beside the
+        embedding table they index, the rest on device."""
         cfg = self.cfg
         lengths = torch.randint(cfg.min_len, cfg.max_len + 1, (n,), generator=self.generator)
         base, slot, attn = self.space.frame(lengths, cfg.max_len)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import parallel, runtime
 from .checkpoint import Interrupted
-from .config import DistillConfig, TeacherConfig, check_value_type, read_config_file
+from .config import DistillConfig, TeacherConfig, read_config_file, typed_value
 from .errors import UserError
 
 # one-line help for each DistillConfig / TeacherConfig field that becomes a flag
@@ -193,7 +193,7 @@ def defaults_from_config_file(parser: argparse.ArgumentParser, path: str, name: 
             raise UserError(f"config file {path}: unknown key '{key}'; valid keys are the flags of `{name}`: {valid}")
         action = actions[key]
         default = FLAG_TYPES[key]() if key in FLAG_TYPES else fields.get(key, action.default if action.default is not None else "")
-        check_value_type(key, value, default, f"config file {path}")
+        values[key] = typed_value(key, value, default, f"config file {path}")
         action.required = False
     parser.set_defaults(**values)
 

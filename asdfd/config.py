@@ -220,8 +220,14 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in values.items()}
 
 
-def check_value_type(key: str, value: Any, default: Any, source: str) -> None:
-    """Reject a value whose type does not fit the option (ints are fine where floats are expected)."""
+def typed_value(key: str, value: Any, default: Any, source: str) -> Any:
+    """``value`` as the option's type, or a one-line error naming the option. Ints are fine where
+    floats are expected, and so are numeric strings: YAML reads ``1e-4`` (no dot) as a string."""
+    if isinstance(default, float) and not isinstance(default, bool) and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     if key == "student_layers":
         ok = (
             (isinstance(value, int) and not isinstance(value, bool))
@@ -241,6 +247,7 @@ def check_value_type(key: str, value: Any, default: Any, source: str) -> None:
         ok, want = True, ""
     if not ok:
         raise UserError(f"{source}: '{key}' must be {want}, got {value!r}")
+    return value
 
 
 def save_config(values: dict[str, Any], folder: Path) -> None:

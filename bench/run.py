@@ -16,6 +16,7 @@ student steps is recorded for every distilled cell. Cells run at fp32 unless a v
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import time
@@ -24,8 +25,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from asdfd.cli import defaults_from_config_file
-from asdfd.config import DistillConfig, TeacherConfig
+from asdfd.cli import FLAG_TYPES, defaults_from_config_file
+from asdfd.config import DistillConfig, TeacherConfig, typed_value
 from asdfd.data import load_dataset
 from asdfd.demo import cached_teacher
 from asdfd.distiller import Distiller
@@ -70,6 +71,20 @@ def expand(names: str, variants: dict, groups: dict[str, list[str]]) -> list[str
         else:
             raise SystemExit(f"unknown variant or group '{name}'; see bench/variants.yaml")
     return list(dict.fromkeys(out))
+
+
+def parse_set(pairs: list[str]) -> dict:
+    """``--set key=value ...`` as DistillConfig overrides, typed like the options (``lr=1e-4`` is a number)."""
+    fields = {f.name: f.default for f in dataclasses.fields(DistillConfig)}
+    out = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.replace("-", "_")
+        if not sep or key not in fields:
+            raise UserError(f"--set {pair}: expected key=value with a DistillConfig option as key (e.g. lr=1e-4)")
+        default = FLAG_TYPES[key]() if key in FLAG_TYPES else fields[key]
+        out[key] = typed_value(key, yaml.safe_load(raw), default, "--set")
+    return out
 
 
 def run_cell(dataset: str, variant: str, overrides: dict | None, seed: int, extra: dict, teacher_cfg: TeacherConfig) -> dict:
@@ -154,7 +169,10 @@ def main(argv: list[str] | None = None) -> None:
         run_speed(results, args.sections.split(","), args.reps, args.fresh)
         return
     variants, groups = load_variants()
-    extra = {**overrides, **{k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}}
+    try:
+        extra = {**overrides, **parse_set(args.set)}
+    except UserError as e:
+        raise SystemExit(f"bench: error: {e}") from None
     for dataset in args.datasets.split(","):
         for name in expand(args.variants, variants, groups):
             label = name + (f"+{args.tag}" if args.tag else "")

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from asdfd.errors import UserError
 from bench.report import summarize
-from bench.run import expand, load_variants
+from bench.run import expand, load_variants, parse_set
 
 
 def test_groups_expand_and_unknown_names_are_refused():
@@ -61,3 +62,16 @@ def test_bench_options_come_from_a_config_file(tmp_path, monkeypatch):
     cfg.write_text("seedz: '0'\n")
     with pytest.raises(SystemExit, match="unknown key 'seedz'"):
         br.main(["--config", str(cfg)])
+
+
+def test_set_overrides_are_typed_like_the_options():
+    assert parse_set(["lr=1e-4", "mix=0.25", "student-layers=[0,2,5]", "ss_task=shuffle"]) == {
+        "lr": 1e-4,
+        "mix": 0.25,
+        "student_layers": [0, 2, 5],
+        "ss_task": "shuffle",
+    }
+    assert isinstance(parse_set(["lr=1e-4"])["lr"], float)
+    for bad, msg in ((["lr=fast"], "'lr' must be a number"), (["steps=3"], "DistillConfig option"), (["lr"], "key=value")):
+        with pytest.raises(UserError, match=msg):
+            parse_set(bad)

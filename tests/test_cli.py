@@ -246,6 +246,21 @@ def test_config_file_sets_options_flags_win_and_the_resolved_config_is_saved(tin
     assert json.loads((again / "distill_report.json").read_text())["config"] == json.loads((out / "distill_report.json").read_text())["config"]
 
 
+def test_config_file_numbers_yaml_reads_as_strings_are_numbers(tmp_path, capsys):
+    """YAML 1.1 reads ``1e-4`` (no dot) as a string; a float option takes it as the number."""
+    from asdfd.cli import build_parser, defaults_from_config_file
+
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text("lr: 1e-4\nmix: 2.5e-1\nstudent_steps: 3\n")
+    distill = build_parser().commands["distill"]
+    defaults_from_config_file(distill, str(cfg_file), "asdfd distill")
+    args = distill.parse_args(["--teacher", "t", "--output", "x"])
+    assert args.lr == 1e-4 and isinstance(args.lr, float) and args.mix == 0.25 and args.student_steps == 3
+    cfg_file.write_text("student_steps: 1e3\n")  # a count stays an integer
+    assert main(["distill", "--config", str(cfg_file), "--output", str(tmp_path / "o")]) == 2
+    assert "'student_steps' must be an integer, got '1e3'" in capsys.readouterr().err
+
+
 class _Payload:
     """Unpickling this touches a file: proof that code would have run."""
 

@@ -143,7 +143,8 @@ def _plots(rows: list[dict], cells: list[dict], results: Path) -> None:
 
     methods = _method_group()
     datasets = [d for d in DATASET_ORDER if any(r["dataset"] == d for r in rows)]
-    shown = [m for m in methods if any(r["variant"] == m for r in rows)]
+    # the paper's methods where the folder has them; else (a sweep, tagged runs) every variant
+    shown = [m for m in methods if any(r["variant"] == m for r in rows)] or sorted({r["variant"] for r in rows})
     fig, ax = plt.subplots(figsize=(max(8, 0.6 * len(datasets) * len(shown)), 4.5))
     width = 0.8 / max(1, len(shown))
     for i, m in enumerate(shown):

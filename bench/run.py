@@ -4,6 +4,7 @@
     python -m bench --variants ablations --datasets trec --seeds 0
     python -m bench --quick                           # smoke profile, under 10 minutes on 2 CPU cores
     python -m bench --summary                         # rebuild the table and plots from the cells
+    python -m bench --variants knobs --datasets trec --seeds 0,1 --jobs 14   # cells side by side (GPU)
     python -m bench --speed                           # the speed benchmark (bench/speed.py)
 
 Variants and groups of them are in bench/variants.yaml. Teachers are the demo's cached teachers
@@ -11,6 +12,8 @@ Variants and groups of them are in bench/variants.yaml. Teachers are the demo's 
 split (for choosing settings) and the test split (for reporting); a test-accuracy curve over
 student steps is recorded for every distilled cell. Cells run at fp32 unless a variant sets
 ``precision``: the package default (``auto``) depends on the machine's bf16 support, a table must not.
+With ``--jobs N`` the cells run in N worker processes; on a GPU machine many small cells share one
+card well (each keeps the GPU busy only part of the time), on 2 CPU cores it only splits the cores.
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import multiprocessing
+import os
 import platform
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
@@ -142,6 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tag", default="", help="suffix for the variant name when --set is used")
     ap.add_argument("--quick", action="store_true", help="smoke profile (trec, 4 methods, 1 seed, 100 steps) into bench/results/quick")
     ap.add_argument("--results", type=Path, default=None, help="results folder (default: bench/results)")
+    ap.add_argument("--jobs", type=int, default=1, help="cells run side by side in this many worker processes (default 1)")
     ap.add_argument("--summary", action="store_true", help="only rebuild the summary table and plots")
     ap.add_argument("--speed", action="store_true", help="run the speed benchmark instead (bench/speed.py) into RESULTS/speed.{json,md}")
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"speed sections to run (default: {','.join(SECTIONS)})")
@@ -173,6 +180,9 @@ def main(argv: list[str] | None = None) -> None:
         extra = {**overrides, **parse_set(args.set)}
     except UserError as e:
         raise SystemExit(f"bench: error: {e}") from None
+    if args.jobs < 1:
+        raise SystemExit(f"bench: error: --jobs must be >= 1, got {args.jobs}")
+    pending = []
     for dataset in args.datasets.split(","):
         for name in expand(args.variants, variants, groups):
             label = name + (f"+{args.tag}" if args.tag else "")
@@ -181,14 +191,47 @@ def main(argv: list[str] | None = None) -> None:
                 if out.is_file():
                     print(f"skip {out} (done)")
                     continue
-                cell = run_cell(dataset, label, variants[name], seed, extra if variants[name] is not None else {}, teacher_cfg)
-                out.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(out, json.dumps(cell, indent=2) + "\n")
-                print(
-                    f"{dataset} {label} seed{seed}: val {cell['validation']['accuracy']:.4f} test {cell['test']['accuracy']:.4f} "
-                    f"({cell['distill_wall_time_s']:.0f}s)"
-                )
+                pending.append((dataset, label, variants[name], seed, extra if variants[name] is not None else {}, teacher_cfg, out))
+    failed = run_cells(pending, args.jobs)
     summarize(results)
+    if failed:
+        raise SystemExit(f"bench: {failed} of {len(pending)} cells failed (see above); rerun to retry only those")
+
+
+def run_and_save(dataset: str, label: str, overrides: dict | None, seed: int, extra: dict, teacher_cfg: TeacherConfig, out: Path) -> None:
+    cell = run_cell(dataset, label, overrides, seed, extra, teacher_cfg)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(cell, indent=2) + "\n")
+    print(
+        f"{dataset} {label} seed{seed}: val {cell['validation']['accuracy']:.4f} test {cell['test']['accuracy']:.4f} "
+        f"({cell['distill_wall_time_s']:.0f}s)",
+        flush=True,
+    )
+
+
+def _worker_threads(jobs: int) -> None:
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs))
+
+
+def run_cells(pending: list[tuple], jobs: int) -> int:
+    """Run the cells, in ``jobs`` worker processes when > 1; returns how many failed (a failed
+    cell writes nothing, so a rerun retries it)."""
+    if jobs == 1:
+        for cell in pending:
+            run_and_save(*cell)
+        return 0
+    for dataset in dict.fromkeys(cell[0] for cell in pending):
+        cached_teacher(dataset, pending[0][5])  # a missing teacher is trained once, here, not by every worker
+    failed = 0
+    ctx = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_threads, initargs=(jobs,)) as pool:
+        futures = {pool.submit(run_and_save, *cell): cell for cell in pending}
+        for done in as_completed(futures):
+            if done.exception() is not None:
+                failed += 1
+                dataset, label, _, seed, *_ = futures[done]
+                print(f"FAILED {dataset} {label} seed{seed}: {done.exception()!r}", flush=True)
+    return failed
 
 
 if __name__ == "__main__":

@@ -75,3 +75,13 @@ def test_set_overrides_are_typed_like_the_options():
     for bad, msg in ((["lr=fast"], "'lr' must be a number"), (["steps=3"], "DistillConfig option"), (["lr"], "key=value")):
         with pytest.raises(UserError, match=msg):
             parse_set(bad)
+
+
+def test_summary_of_a_sweep_without_the_papers_methods_still_plots(tmp_path):
+    for variant, acc in (("knob-a", 0.80), ("as-dfd+lr", 0.82)):
+        path = tmp_path / "runs" / "trec" / variant / "seed0.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(_cell("trec", variant, 0, acc)))
+    rows = summarize(tmp_path)
+    assert {r["variant"] for r in rows} == {"knob-a", "as-dfd+lr"}
+    assert (tmp_path / "accuracy.png").stat().st_size > 0 and (tmp_path / "curves.png").stat().st_size > 0

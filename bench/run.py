@@ -25,6 +25,7 @@ import multiprocessing
 import os
 import platform
 import time
+import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -230,7 +231,8 @@ def run_cells(pending: list[tuple], jobs: int) -> int:
             if done.exception() is not None:
                 failed += 1
                 dataset, label, _, seed, *_ = futures[done]
-                print(f"FAILED {dataset} {label} seed{seed}: {done.exception()!r}", flush=True)
+                trace = "".join(traceback.format_exception(done.exception()))  # the worker's own traceback is its cause
+                print(f"FAILED {dataset} {label} seed{seed}:\n{trace}", flush=True)
     return failed
 
 

@@ -256,7 +256,8 @@ class Synthesizer:
         return ids, base.to(self.device), slot.to(self.device), attn.to(self.device)
 
     def token_embeddings(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.space.embeddings[ids].to(self.device)
+        table = self.space.embeddings  # on the CPU; ids may come from either side (projection makes them on device)
+        return table[ids.to(table.device)].to(self.device)
 
     def autocast(self):
         """The run's mixed-precision context for forward passes (a no-op at fp32)."""

@@ -28,6 +28,7 @@ import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import yaml
@@ -192,19 +193,31 @@ def main(argv: list[str] | None = None) -> None:
                 if out.is_file():
                     print(f"skip {out} (done)")
                     continue
-                pending.append((dataset, label, variants[name], seed, extra if variants[name] is not None else {}, teacher_cfg, out))
+                pending.append(Cell(dataset, label, variants[name], seed, extra if variants[name] is not None else {}, teacher_cfg, out))
     failed = run_cells(pending, args.jobs)
     summarize(results)
     if failed:
         raise SystemExit(f"bench: {failed} of {len(pending)} cells failed (see above); rerun to retry only those")
 
 
-def run_and_save(dataset: str, label: str, overrides: dict | None, seed: int, extra: dict, teacher_cfg: TeacherConfig, out: Path) -> None:
-    cell = run_cell(dataset, label, overrides, seed, extra, teacher_cfg)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(cell, indent=2) + "\n")
+class Cell(NamedTuple):
+    """One pending cell: run_cell's arguments and where its JSON goes."""
+
+    dataset: str
+    label: str
+    overrides: dict | None
+    seed: int
+    extra: dict
+    teacher_cfg: TeacherConfig
+    out: Path
+
+
+def run_and_save(c: Cell) -> None:
+    cell = run_cell(c.dataset, c.label, c.overrides, c.seed, c.extra, c.teacher_cfg)
+    c.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(c.out, json.dumps(cell, indent=2) + "\n")
     print(
-        f"{dataset} {label} seed{seed}: val {cell['validation']['accuracy']:.4f} test {cell['test']['accuracy']:.4f} "
+        f"{c.dataset} {c.label} seed{c.seed}: val {cell['validation']['accuracy']:.4f} test {cell['test']['accuracy']:.4f} "
         f"({cell['distill_wall_time_s']:.0f}s)",
         flush=True,
     )
@@ -214,25 +227,25 @@ def _worker_threads(jobs: int) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs))
 
 
-def run_cells(pending: list[tuple], jobs: int) -> int:
+def run_cells(pending: list[Cell], jobs: int) -> int:
     """Run the cells, in ``jobs`` worker processes when > 1; returns how many failed (a failed
     cell writes nothing, so a rerun retries it)."""
     if jobs == 1:
         for cell in pending:
-            run_and_save(*cell)
+            run_and_save(cell)
         return 0
-    for dataset in dict.fromkeys(cell[0] for cell in pending):
-        cached_teacher(dataset, pending[0][5])  # a missing teacher is trained once, here, not by every worker
+    for dataset in dict.fromkeys(c.dataset for c in pending):  # every cell of a run shares one teacher config
+        cached_teacher(dataset, pending[0].teacher_cfg)  # a missing teacher is trained once, here, not by every worker
     failed = 0
     ctx = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_threads, initargs=(jobs,)) as pool:
-        futures = {pool.submit(run_and_save, *cell): cell for cell in pending}
+        futures = {pool.submit(run_and_save, cell): cell for cell in pending}
         for done in as_completed(futures):
             if done.exception() is not None:
                 failed += 1
-                dataset, label, _, seed, *_ = futures[done]
+                c = futures[done]
                 trace = "".join(traceback.format_exception(done.exception()))  # the worker's own traceback is its cause
-                print(f"FAILED {dataset} {label} seed{seed}:\n{trace}", flush=True)
+                print(f"FAILED {c.dataset} {c.label} seed{c.seed}:\n{trace}", flush=True)
     return failed
 
 

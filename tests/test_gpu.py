@@ -1,5 +1,5 @@
 """The CUDA code path: every method and every sample-crafting option distils on a GPU with tensors
-on the right devices (the token ids of random starts stay beside the CPU embedding table). Skipped
+on the right devices (token ids are looked up in the embedding table, which stays on the CPU). Skipped
 on machines without CUDA; run `make test` on a GPU machine to include it."""
 
 from __future__ import annotations

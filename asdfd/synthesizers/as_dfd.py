@@ -116,7 +116,7 @@ class ASDFD(Synthesizer):
         else:
             score = probs.gather(2, targets.view(n, 1, 1).expand(n, k, 1)).squeeze(2)
         pick = torch.arange(n, device=self.device) * k + score.argmax(1)
-        return tuple(t[pick.to(t.device)].clone() for t in candidates)  # ids stay beside the CPU embedding table
+        return tuple(t[pick].clone() for t in candidates)
 
     def step(self, c: Crafting, student: PreTrainedModel, adversarial: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimiser step on ``z``: guessing, plus the adversarial term when asked.

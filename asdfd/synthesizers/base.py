@@ -242,8 +242,7 @@ class Synthesizer:
     # ---- helpers for subclasses
     def random_frame(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Random lengths and random ordinary token ids (uniform, or Zipf over the estimated frequency
-        ranks when ``cfg.zipf`` > 0); returns (ids, base, slot, attn): ids on the CPU beside the
-        embedding table they index, the rest on device."""
+        ranks when ``cfg.zipf`` > 0); returns (ids, base, slot, attn) on device."""
         cfg = self.cfg
         lengths = torch.randint(cfg.min_len, cfg.max_len + 1, (n,), generator=self.generator)
         base, slot, attn = self.space.frame(lengths, cfg.max_len)
@@ -253,10 +252,12 @@ class Synthesizer:
         else:
             pick = torch.multinomial(self.token_prior, n * cfg.max_len, replacement=True, generator=self.generator).view(n, cfg.max_len)
         ids = ordinary[pick]
-        return ids, base.to(self.device), slot.to(self.device), attn.to(self.device)
+        return ids.to(self.device), base.to(self.device), slot.to(self.device), attn.to(self.device)
 
     def token_embeddings(self, ids: torch.Tensor) -> torch.Tensor:
-        table = self.space.embeddings  # on the CPU; ids may come from either side (projection makes them on device)
+        """Word-piece vectors of ``ids`` (on any device) on device: the one place where ids meet the
+        embedding table, which stays on the CPU."""
+        table = self.space.embeddings
         return table[ids.to(table.device)].to(self.device)
 
     def autocast(self):

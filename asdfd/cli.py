@@ -52,6 +52,7 @@ CONFIG_HELP = {
     "ss_ratio": "fraction of pseudo tokens the replaced-token task corrupts",
     "adv_steps": "adversarial steps per crafted batch (raise the student's self-supervised loss)",
     "lambda_adv": "weight of the self-supervised loss in the adversarial steps",
+    "lambda_disagree": "weight of the teacher-student divergence the adversarial steps also raise (0: off)",
     "lambda_ss": "weight of the self-supervised loss in the student objective",
     "lr": "learning rate (AdamW, linear warm-up and decay)",
     "warmup": "fraction of steps spent warming up the learning rate",

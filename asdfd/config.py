@@ -82,6 +82,9 @@ class DistillConfig:
     ss_ratio: float = 0.15  # fraction of pseudo tokens corrupted by the pretext task
     adv_steps: int = 1  # steps on z that raise the student's self-supervised loss
     lambda_adv: float = 1.0
+    # weight of the teacher-student divergence the adversarial steps also raise (DFAD-style: samples
+    # move to where the current student disagrees with the teacher); 0: off. Adds one student pass.
+    lambda_disagree: float = 0.0
     lambda_ss: float = 0.1  # weight of the self-supervised loss in the student objective
 
     # student objective
@@ -149,7 +152,7 @@ class DistillConfig:
             raise UserError(f"method '{self.method}' trains on real text only; mix and fresh_random apply to pseudo samples, pass 0")
         if not 0.0 <= self.ema < 1.0:
             raise UserError(f"ema must be in [0, 1) (0: no weight averaging), got {self.ema}")
-        for name in ("lambda_hidden", "lambda_attn", "lambda_jac"):
+        for name in ("lambda_hidden", "lambda_attn", "lambda_jac", "lambda_adv", "lambda_disagree"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.temperature <= 0:

@@ -75,6 +75,29 @@ def test_adversarial_step_raises_student_selfsup_loss(tiny_teacher_dir, task):
     assert after > before, (before, after)
 
 
+def test_disagreement_step_raises_teacher_student_divergence(tiny_teacher_dir):
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, ss_task="none", lambda_disagree=50.0, guess_lr=0.05, lambda_norm=0.0)
+    student.eval()
+    synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(2))
+    c = synth.start(64)
+
+    def divergence() -> float:
+        x = space.compose(c.z.detach(), c.base, c.slot)
+        with torch.no_grad():
+            return kd_loss(student(inputs_embeds=x, attention_mask=c.attn).logits, teacher(inputs_embeds=x, attention_mask=c.attn).logits, 2.0).item()
+
+    before = divergence()
+    for _ in range(3):
+        synth.step(c, student, adversarial=True)
+    assert divergence() > before
+    # without a pretext task the adversarial steps still run, for the divergence alone
+    cfg.guess_steps, cfg.adv_steps = 0, 2
+    calls = []
+    synth.step = lambda c, s, adversarial: calls.append(adversarial) or ASDFD.step(synth, c, s, adversarial)
+    synth.craft(8, student)
+    assert calls == [True, True]
+
+
 def test_student_copies_teacher_layers(tiny_teacher_dir):
     teacher = load_teacher(tiny_teacher_dir)
     layers = [0, 3]

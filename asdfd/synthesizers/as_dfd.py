@@ -6,8 +6,9 @@ the most uncertain for the teacher of 4 random starts) and take
 ``min_z CE(T(x), y) + lambda_norm * R(z)`` (with ``token_flips``, discrete steps instead: word
 pieces swapped for the ones that lower that loss most).
 Stage 2 (adversarial): ``adv_steps`` more steps that also raise the student's self-supervised loss:
-``min_z CE(T(x), y) + lambda_norm * R(z) - lambda_adv * L_ss(S, x)``. The student and the pretext
-head lower ``L_ss`` in their own step (``student_loss``), so the two play against each other.
+``min_z CE(T(x), y) + lambda_norm * R(z) - lambda_adv * L_ss(S, x)`` (optionally also
+``- lambda_disagree * KL(T(x) || S(x))``). The student and the pretext head lower ``L_ss`` (and the
+KD terms) in their own step (``student_loss``), so the two play against each other.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
 
+from ..losses import kd_per_sample
 from ..selfsup import build_task
 from .base import PseudoBatch, Synthesizer
 
@@ -131,9 +133,13 @@ class ASDFD(Synthesizer):
             active = (p_target < cfg.confidence_stop).float()
         slot_z = c.slot[:, 1 : cfg.max_len + 1].float()
         loss = (ce * active).mean() + cfg.lambda_norm * self.norm_penalty(c.z, slot_z)
-        if adversarial:
+        if adversarial and self.task is not None and cfg.lambda_adv > 0:
             with self.autocast():
                 loss = loss - cfg.lambda_adv * self.task.loss(student, x, c.slot, c.attn, self.generator)
+        if adversarial and cfg.lambda_disagree > 0:
+            with self.autocast():
+                s_logits = student(inputs_embeds=x, attention_mask=c.attn).logits
+            loss = loss - cfg.lambda_disagree * (kd_per_sample(s_logits, logits, cfg.temperature) * active).mean()
         (grad,) = torch.autograd.grad(loss, [c.z])
         if cfg.token_flips > 0:
             self.flip(c, grad, active.bool())
@@ -161,7 +167,8 @@ class ASDFD(Synthesizer):
     def craft(self, n: int, student: PreTrainedModel) -> PseudoBatch:
         cfg = self.cfg
         c = self.start(n)
-        n_adv = cfg.adv_steps if (self.task is not None and cfg.lambda_adv > 0) else 0
+        adversaries = (self.task is not None and cfg.lambda_adv > 0) or cfg.lambda_disagree > 0
+        n_adv = cfg.adv_steps if adversaries else 0
         was_training = student.training
         student.eval()
         path = [self.step(c, student, adversarial=k >= cfg.guess_steps) for k in range(cfg.guess_steps + n_adv)]

@@ -48,6 +48,8 @@ class ASDFD(Synthesizer):
         self.task = build_task(cfg.ss_task, teacher.config.hidden_size, space, cfg.ss_ratio)
         if self.task is not None:
             self.task.to(device)
+        # the adversarial steps raise the pretext loss only when there is one and it has weight
+        self.ss_adversary = self.task is not None and cfg.lambda_adv > 0
         self.norm_lo, self.norm_hi = space.norm_range()
         self.emb_std = float(space.embeddings[space.ordinary].std())
         # the swap candidates of discrete guessing (token_flips): every ordinary word piece
@@ -133,7 +135,7 @@ class ASDFD(Synthesizer):
             active = (p_target < cfg.confidence_stop).float()
         slot_z = c.slot[:, 1 : cfg.max_len + 1].float()
         loss = (ce * active).mean() + cfg.lambda_norm * self.norm_penalty(c.z, slot_z)
-        if adversarial and self.task is not None and cfg.lambda_adv > 0:
+        if adversarial and self.ss_adversary:
             with self.autocast():
                 loss = loss - cfg.lambda_adv * self.task.loss(student, x, c.slot, c.attn, self.generator)
         if adversarial and cfg.lambda_disagree > 0:
@@ -167,8 +169,7 @@ class ASDFD(Synthesizer):
     def craft(self, n: int, student: PreTrainedModel) -> PseudoBatch:
         cfg = self.cfg
         c = self.start(n)
-        adversaries = (self.task is not None and cfg.lambda_adv > 0) or cfg.lambda_disagree > 0
-        n_adv = cfg.adv_steps if adversaries else 0
+        n_adv = cfg.adv_steps if (self.ss_adversary or cfg.lambda_disagree > 0) else 0
         was_training = student.training
         student.eval()
         path = [self.step(c, student, adversarial=k >= cfg.guess_steps) for k in range(cfg.guess_steps + n_adv)]

@@ -67,6 +67,12 @@ class DistillConfig:
     confidence_stop: float = 1.0  # a sample stops moving once teacher p(target) >= this (1.0: never)
     trajectory: bool = False  # also pool the samples of every guessing step, from the random start on
     project: bool = False  # snap the final pseudo tokens to their nearest real word pieces (then relabelled)
+    # diversity: the guessing steps also lower the mean cosine similarity of the teacher's last-layer
+    # [CLS] features between samples of the same target in a batch, with this weight (0: off)
+    lambda_diverse: float = 0.0
+    # soft tokens: >0 makes each pseudo token a mixture softmax(a) @ E of real word-piece vectors and
+    # replaces the Adam steps on z by mirror steps of this size on the mixture's logits a (0: off)
+    soft_tokens: float = 0.0
 
     # generator baselines (modified-zskt, modified-dafl)
     generator_steps: int = 5  # generator updates per crafted batch (AS-DFD spends K + adv_steps passes)
@@ -134,6 +140,8 @@ class DistillConfig:
             raise UserError(f"min_len {self.min_len} is larger than max_len {self.max_len}; pass min_len <= max_len")
         if self.ss_task not in ("replaced", "shuffle", "none"):
             raise UserError(f"unknown ss_task '{self.ss_task}'; choose replaced, shuffle or none")
+        if self.soft_tokens > 0 and self.token_flips > 0:
+            raise UserError("soft_tokens and token_flips are two ways of stepping the pseudo tokens; pass one of them as 0")
         if self.generator_lr <= 0:
             raise UserError(f"generator_lr must be > 0, got {self.generator_lr}")
         if self.mix is None:
@@ -152,7 +160,7 @@ class DistillConfig:
             raise UserError(f"method '{self.method}' trains on real text only; mix and fresh_random apply to pseudo samples, pass 0")
         if not 0.0 <= self.ema < 1.0:
             raise UserError(f"ema must be in [0, 1) (0: no weight averaging), got {self.ema}")
-        for name in ("lambda_hidden", "lambda_attn", "lambda_jac", "lambda_adv", "lambda_disagree"):
+        for name in ("lambda_hidden", "lambda_attn", "lambda_jac", "lambda_adv", "lambda_disagree", "lambda_diverse", "soft_tokens"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.temperature <= 0:

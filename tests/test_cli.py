@@ -184,6 +184,8 @@ def _bad_cases(teacher, tmp_path, tiny_csv):
         (_distill_args(teacher, tmp_path / "o22", "--init-pick", "best"), "unknown init_pick 'best'"),
         (_distill_args(teacher, tmp_path / "o23", "--soft-targets", "2"), "soft_targets must be in [0, 1]"),
         (_distill_args(teacher, tmp_path / "o24", "--lambda-disagree", "-1"), "lambda_disagree must be >= 0"),
+        (_distill_args(teacher, tmp_path / "o25", "--soft-tokens", "2", "--token-flips", "1"), "pass one of them as 0"),
+        (_distill_args(teacher, tmp_path / "o26", "--lambda-diverse", "-1"), "lambda_diverse must be >= 0"),
         (_distill_args(teacher, tmp_path / "o11", "--config", str(broken)), "not valid YAML"),
         (_distill_args(teacher, tmp_path / "o12", "--config", str(unknown)), "unknown key 'student_stepz'"),
         (_distill_args(teacher, tmp_path / "o13", "--config", str(wrong)), "'student_steps' must be an integer"),

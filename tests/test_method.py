@@ -56,6 +56,49 @@ def test_discrete_guessing_swaps_in_word_pieces_toward_the_target(tiny_teacher_d
     assert int(moved.max()) <= 8 and int(moved.sum()) > 0
 
 
+def test_soft_tokens_stay_mixtures_of_word_pieces_and_move_toward_the_target(tiny_teacher_dir):
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, ss_task="none", soft_tokens=2.0, init_candidates=1)
+
+    def craft(k: int):
+        synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(1))
+        c = synth.start(64)
+        for _ in range(k):
+            synth.step(c, student, adversarial=False)
+        x = space.compose(c.z.detach(), c.base, c.slot)
+        p = teacher(inputs_embeds=x, attention_mask=c.attn).logits.softmax(-1).gather(1, c.targets[:, None]).mean()
+        return c, float(p)
+
+    (start, p0), (after, p5) = craft(0), craft(5)
+    assert p5 > p0 + 0.1, (p0, p5)
+    # every pseudo token is the mixture its logits say, of real word pieces only
+    E = space.embeddings[space.ordinary]
+    torch.testing.assert_close(after.z.detach(), after.logits.softmax(-1) @ E)
+    # a start puts 0.99 of each token's mass on its random word piece; the steps move mass away
+    assert torch.allclose(start.logits.softmax(-1).max(-1).values, torch.tensor(0.99), atol=1e-4)
+    moved = after.logits.softmax(-1).max(-1).values[after.slot[:, 1 : cfg.max_len + 1]]
+    assert float(moved.mean()) < 0.9
+
+
+def test_diversity_term_pushes_same_target_samples_apart(tiny_teacher_dir):
+    def similarity(weight: float) -> float:
+        cfg, teacher, space, student = _setup(tiny_teacher_dir, ss_task="none", lambda_diverse=weight, guess_lr=0.05, init_candidates=1)
+        synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(3))
+        c = synth.start(64)
+        for _ in range(5):
+            synth.step(c, student, adversarial=False)
+        x = space.compose(c.z.detach(), c.base, c.slot)
+        with torch.no_grad():
+            features = teacher(inputs_embeds=x, attention_mask=c.attn, output_hidden_states=True).hidden_states[-1][:, 0]
+        return float(ASDFD.similarity(features, c.targets))
+
+    s0, s20 = similarity(0.0), similarity(20.0)
+    assert s20 < s0 - 0.01
+    # pairs of distinct samples with the same target only
+    f = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    assert float(ASDFD.similarity(f, torch.tensor([0, 0, 1]))) == pytest.approx(1.0)
+    assert float(ASDFD.similarity(f, torch.tensor([0, 1, 2]))) == 0.0
+
+
 @pytest.mark.parametrize("task", ["replaced", "shuffle"])
 def test_adversarial_step_raises_student_selfsup_loss(tiny_teacher_dir, task):
     cfg, teacher, space, student = _setup(tiny_teacher_dir, ss_task=task, lambda_adv=50.0, guess_lr=0.05, lambda_norm=0.0)

@@ -9,6 +9,8 @@ Stage 2 (adversarial): ``adv_steps`` more steps that also raise the student's se
 ``min_z CE(T(x), y) + lambda_norm * R(z) - lambda_adv * L_ss(S, x)`` (optionally also
 ``- lambda_disagree * KL(T(x) || S(x))``). The student and the pretext head lower ``L_ss`` (and the
 KD terms) in their own step (``student_loss``), so the two play against each other.
+Options of the steps: a diversity term (``lambda_diverse``) and soft tokens (``soft_tokens``: each
+pseudo token a mixture of real word-piece vectors, moved by mirror steps on its logits).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Crafting:
     attn: torch.Tensor
     targets: torch.Tensor
     goal: torch.Tensor  # what the guessing cross-entropy aims at: ``targets``, or (B, C) soft targets
+    logits: torch.Tensor | None = None  # soft tokens: (B, max_len, V_ordinary), z = softmax(logits) @ E
 
 
 class ASDFD(Synthesizer):
@@ -52,8 +55,8 @@ class ASDFD(Synthesizer):
         self.ss_adversary = self.task is not None and cfg.lambda_adv > 0
         self.norm_lo, self.norm_hi = space.norm_range()
         self.emb_std = float(space.embeddings[space.ordinary].std())
-        # the swap candidates of discrete guessing (token_flips): every ordinary word piece
-        self.flip_table = space.embeddings[space.ordinary].to(device) if cfg.token_flips > 0 else None
+        # the word pieces discrete guessing (token_flips) swaps in and soft tokens mix: every ordinary one
+        self.vocab_table = space.embeddings[space.ordinary].to(device) if cfg.token_flips > 0 or cfg.soft_tokens > 0 else None
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return list(self.task.parameters()) if self.task is not None else []
@@ -89,7 +92,25 @@ class ASDFD(Synthesizer):
         opt = torch.optim.Adam([z], lr=cfg.guess_lr)
         # class ids unless targets are soft: the same numbers as with one-hot targets, for less work
         goal = self.target_distribution(targets) if cfg.soft_targets > 0 else targets
-        return Crafting(z, opt, base, slot, attn, targets, goal)
+        c = Crafting(z, opt, base, slot, attn, targets, goal)
+        if cfg.soft_tokens > 0:
+            c.logits = self.start_logits(ids)
+            self.mix_tokens(c)
+        return c
+
+    def start_logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """Soft-token logits that put 0.99 of each position's mass on its start word piece and
+        spread the rest evenly over the others (init_noise does not apply to soft tokens)."""
+        V = len(self.space.ordinary)
+        index = torch.full((self.space.vocab_size,), -1, dtype=torch.long)
+        index[self.space.ordinary] = torch.arange(V)
+        gap = torch.log(torch.tensor(99.0 * (V - 1)))
+        return F.one_hot(index[ids.cpu()].clamp_min(0), V).float().mul_(gap).to(self.device)
+
+    @torch.no_grad()
+    def mix_tokens(self, c: Crafting) -> None:
+        """Set ``z`` to the soft tokens' mixtures ``softmax(logits) @ E`` (a fresh leaf for the next step)."""
+        c.z = (c.logits.softmax(-1) @ self.vocab_table).requires_grad_(True)
 
     def target_distribution(self, targets: torch.Tensor) -> torch.Tensor:
         """One-hot targets, or (``soft_targets`` > 0) each smoothed toward uniform by its own random
@@ -128,13 +149,20 @@ class ASDFD(Synthesizer):
         Returns the sample the step started from and the teacher's logits on it (detached)."""
         cfg = self.cfg
         x = self.space.compose(c.z, c.base, c.slot)
-        logits = self.teacher_logits(x, c.attn)
+        if cfg.lambda_diverse > 0:
+            with self.autocast():
+                out = self.teacher(inputs_embeds=x, attention_mask=c.attn, output_hidden_states=True)
+            logits, features = out.logits.float(), out.hidden_states[-1][:, 0].float()
+        else:
+            logits = self.teacher_logits(x, c.attn)
         ce = F.cross_entropy(logits, c.goal, reduction="none")
         with torch.no_grad():
             p_target = logits.softmax(-1).gather(1, c.targets[:, None]).squeeze(1)
             active = (p_target < cfg.confidence_stop).float()
         slot_z = c.slot[:, 1 : cfg.max_len + 1].float()
         loss = (ce * active).mean() + cfg.lambda_norm * self.norm_penalty(c.z, slot_z)
+        if cfg.lambda_diverse > 0:
+            loss = loss + cfg.lambda_diverse * self.similarity(features, c.targets)
         if adversarial and self.ss_adversary:
             with self.autocast():
                 loss = loss - cfg.lambda_adv * self.task.loss(student, x, c.slot, c.attn, self.generator)
@@ -145,10 +173,28 @@ class ASDFD(Synthesizer):
         (grad,) = torch.autograd.grad(loss, [c.z])
         if cfg.token_flips > 0:
             self.flip(c, grad, active.bool())
+        elif cfg.soft_tokens > 0:
+            self.mirror_step(c, grad * active[:, None, None])
         else:
             c.z.grad = grad * active[:, None, None]
             c.opt.step()
         return x.detach(), logits.detach()
+
+    @staticmethod
+    def similarity(features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cosine similarity over pairs of distinct samples with the same target (0 if none)."""
+        f = F.normalize(features, dim=-1)
+        same = (targets[:, None] == targets[None, :]) & ~torch.eye(len(targets), dtype=torch.bool, device=targets.device)
+        return ((f @ f.T) * same).sum() / same.sum().clamp_min(1)
+
+    @torch.no_grad()
+    def mirror_step(self, c: Crafting, grad: torch.Tensor) -> None:
+        """Soft tokens: an exponentiated-gradient step on each position's mixture weights,
+        ``logits_v -= soft_tokens * E_v . g / ||g||``. Mass moves to the word pieces whose vectors
+        point down the loss, so every pseudo token stays a convex mixture of real word pieces."""
+        direction = grad / grad.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        c.logits -= self.cfg.soft_tokens * (direction @ self.vocab_table.T.to(direction))
+        self.mix_tokens(c)
 
     @torch.no_grad()
     def flip(self, c: Crafting, grad: torch.Tensor, active: torch.Tensor) -> None:
@@ -161,7 +207,7 @@ class ASDFD(Synthesizer):
         pos = torch.multinomial(slot_z, m, generator=self.generator).to(self.device)  # (B, m), distinct
         rows = torch.arange(len(pos), device=self.device)[:, None]
         g, z_p = grad[rows, pos], c.z[rows, pos]  # (B, m, d)
-        E = self.flip_table.to(grad)
+        E = self.vocab_table.to(grad)
         gain = g @ E.T - (g * z_p).sum(-1, keepdim=True)  # (B, m, V) first-order change of the loss
         new = E[gain.argmin(-1)]
         c.z[rows, pos] = torch.where(active[:, None, None], new, z_p)

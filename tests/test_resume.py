@@ -29,8 +29,14 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
 def _same_student(a: Path, b: Path) -> None:
     wa, wb = _weights(a), _weights(b)
     assert wa.keys() == wb.keys()
-    for k in wa:
-        assert torch.allclose(wa[k], wb[k], atol=1e-5), k
+    # A key bias adds the same amount to every score of a query, which the softmax cancels: its true
+    # gradient is zero, so AdamW's normalised steps turn rounding noise into moves of up to lr per
+    # step, and a run on another thread count (the spawned runs use one) ends elsewhere. It
+    # changes no output, so it is left out of the comparison.
+    bad = {
+        k: float((wa[k] - wb[k]).abs().max()) for k in wa if not k.endswith("attention.self.key.bias") and not torch.allclose(wa[k], wb[k], atol=1e-5)
+    }
+    assert not bad, bad
     ra, rb = (json.loads((f / "distill_report.json").read_text()) for f in (a, b))
     assert ra["synthesis"]["pseudo_samples"] == rb["synthesis"]["pseudo_samples"]
 

@@ -39,15 +39,21 @@ def describe(batches: list, space: TokenSpace, teacher, seconds: float) -> dict:
     nearest = space.embeddings[space.nearest(tokens)]
     scale = space.embeddings[space.ordinary].norm(dim=-1).mean()
     targeted = targets >= 0
-    features = [teacher(inputs_embeds=b.embeds, attention_mask=b.attention_mask, output_hidden_states=True).hidden_states[-1][:, 0] for b in batches]
-    similarity = [ASDFD.similarity(f, b.targets) for f, b in zip(features, batches, strict=True)]
+    # among samples crafted toward the same class (random text has no targets: None)
+    similarity = [
+        ASDFD.similarity(
+            teacher(inputs_embeds=b.embeds, attention_mask=b.attention_mask, output_hidden_states=True).hidden_states[-1][:, 0], b.targets
+        )
+        for b in batches
+        if bool((b.targets >= 0).all())
+    ]
     return {
         "samples": len(targets),
         "teacher_mean_target_prob": float(probs[targeted].gather(1, targets[targeted, None]).mean()) if targeted.any() else None,
         "teacher_mean_max_prob": float(probs.max(-1).values.mean()),
         "token_distance_to_nearest_word_piece": float((tokens - nearest).norm(dim=-1).mean() / scale),
         "share_of_tokens_on_a_word_piece": float(((tokens - nearest).norm(dim=-1) < 1e-4 * scale).float().mean()),
-        "teacher_feature_similarity_same_target": float(torch.stack(similarity).mean()),
+        "teacher_feature_similarity_same_target": float(torch.stack(similarity).mean()) if similarity else None,
         "craft_seconds_per_batch": seconds / len(batches),
     }
 
@@ -79,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         row = table[name]
         print(
             f"{name:24s} p(target) {row['teacher_mean_target_prob'] or float('nan'):.3f}  max p {row['teacher_mean_max_prob']:.3f}  "
-            f"same-target cos {row['teacher_feature_similarity_same_target']:.3f}  "
+            f"same-target cos {row['teacher_feature_similarity_same_target'] or float('nan'):.3f}  "
             f"distance {row['token_distance_to_nearest_word_piece']:.3f}  on a word piece {row['share_of_tokens_on_a_word_piece']:.2f}  "
             f"{row['craft_seconds_per_batch']:.1f} s/batch"
         )

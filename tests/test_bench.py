@@ -85,3 +85,28 @@ def test_summary_of_a_sweep_without_the_papers_methods_still_plots(tmp_path):
     rows = summarize(tmp_path)
     assert {r["variant"] for r in rows} == {"knob-a", "as-dfd+lr"}
     assert (tmp_path / "accuracy.png").stat().st_size > 0 and (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_probe_describes_crafted_samples(tiny_teacher_dir):
+    import torch
+
+    from asdfd.models import TokenSpace, build_student, evenly_spaced_layers, load_teacher, load_tokenizer
+    from asdfd.synthesizers import REGISTRY
+    from bench.probe import describe
+
+    from .conftest import tiny_distill_config
+
+    teacher = load_teacher(tiny_teacher_dir)
+    space = TokenSpace.from_teacher(teacher, load_tokenizer(tiny_teacher_dir))
+    student = build_student(teacher, evenly_spaced_layers(4, 2))
+    rows = {}
+    for method in ("random-text", "as-dfd"):
+        cfg = tiny_distill_config(method=method, init_candidates=1).validate()
+        synth = REGISTRY[method](teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+        rows[method] = describe([synth.craft(16, student) for _ in range(2)], space, teacher, 1.0)
+    # random text is real word pieces and has no targets; guessed samples move off the vocabulary
+    assert rows["random-text"]["share_of_tokens_on_a_word_piece"] == 1.0 and rows["random-text"]["token_distance_to_nearest_word_piece"] == 0.0
+    assert rows["random-text"]["teacher_mean_target_prob"] is None and rows["random-text"]["teacher_feature_similarity_same_target"] is None
+    assert rows["as-dfd"]["token_distance_to_nearest_word_piece"] > 0 and rows["as-dfd"]["share_of_tokens_on_a_word_piece"] < 1
+    assert 0 < rows["as-dfd"]["teacher_mean_target_prob"] < 1 and -1 <= rows["as-dfd"]["teacher_feature_similarity_same_target"] <= 1
+    assert rows["as-dfd"]["samples"] == 32 and rows["as-dfd"]["craft_seconds_per_batch"] == 0.5

@@ -57,6 +57,9 @@ class ASDFD(Synthesizer):
         self.emb_std = float(space.embeddings[space.ordinary].std())
         # the word pieces discrete guessing (token_flips) swaps in and soft tokens mix: every ordinary one
         self.vocab_table = space.embeddings[space.ordinary].to(device) if cfg.token_flips > 0 or cfg.soft_tokens > 0 else None
+        if cfg.soft_tokens > 0:  # each word piece's row in vocab_table, for the start logits
+            self.vocab_row = torch.zeros(space.vocab_size, dtype=torch.long)
+            self.vocab_row[space.ordinary] = torch.arange(len(space.ordinary))
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return list(self.task.parameters()) if self.task is not None else []
@@ -102,10 +105,8 @@ class ASDFD(Synthesizer):
         """Soft-token logits that put 0.99 of each position's mass on its start word piece and
         spread the rest evenly over the others (init_noise does not apply to soft tokens)."""
         V = len(self.space.ordinary)
-        index = torch.full((self.space.vocab_size,), -1, dtype=torch.long)
-        index[self.space.ordinary] = torch.arange(V)
         gap = torch.log(torch.tensor(99.0 * (V - 1)))
-        return F.one_hot(index[ids.cpu()].clamp_min(0), V).float().mul_(gap).to(self.device)
+        return F.one_hot(self.vocab_row[ids.cpu()], V).float().mul_(gap).to(self.device)
 
     @torch.no_grad()
     def mix_tokens(self, c: Crafting) -> None:

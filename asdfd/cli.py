@@ -44,6 +44,7 @@ CONFIG_HELP = {
     "trajectory": "also keep the samples of every guessing step (from the random start on) in the replay pool",
     "project": "snap each crafted pseudo token to its nearest real word piece, so samples are real token sequences",
     "lambda_diverse": "weight of the term pushing same-target pseudo samples apart in the teacher's features (0: off)",
+    "guess_drop": "probability that each guessing step's teacher pass hides a pseudo token (0: off)",
     "soft_tokens": "step size of mirror steps on pseudo tokens kept as mixtures of real word pieces (0: off, Adam steps on z)",
     "generator_steps": "generator updates per crafted batch (modified-zskt, modified-dafl)",
     "generator_lr": "Adam learning rate of the generator (modified-zskt, modified-dafl)",

@@ -73,6 +73,10 @@ class DistillConfig:
     # soft tokens: >0 makes each pseudo token a mixture softmax(a) @ E of real word-piece vectors and
     # replaces the Adam steps on z by mirror steps of this size on the mixture's logits a (0: off)
     soft_tokens: float = 0.0
+    # robust guessing: each guessing (and adversarial) step's teacher pass hides every pseudo token
+    # with this probability (attention mask), so a sample reaches its class through evidence that
+    # survives losing words, as real text's does (0: off; the final labels see every token)
+    guess_drop: float = 0.0
 
     # generator baselines (modified-zskt, modified-dafl)
     generator_steps: int = 5  # generator updates per crafted batch (AS-DFD spends K + adv_steps passes)
@@ -142,6 +146,10 @@ class DistillConfig:
             raise UserError(f"unknown ss_task '{self.ss_task}'; choose replaced, shuffle or none")
         if self.soft_tokens > 0 and self.token_flips > 0:
             raise UserError("soft_tokens and token_flips are two ways of stepping the pseudo tokens; pass one of them as 0")
+        if not 0.0 <= self.guess_drop < 1.0:
+            raise UserError(f"guess_drop must be in [0, 1) (0: the teacher sees every pseudo token), got {self.guess_drop}")
+        if self.guess_drop > 0 and self.trajectory:
+            raise UserError("trajectory labels samples with the guessing steps' teacher passes, which guess_drop hides tokens from; pass one as 0")
         if self.generator_lr <= 0:
             raise UserError(f"generator_lr must be > 0, got {self.generator_lr}")
         if self.mix is None:

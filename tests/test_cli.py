@@ -186,6 +186,8 @@ def _bad_cases(teacher, tmp_path, tiny_csv):
         (_distill_args(teacher, tmp_path / "o24", "--lambda-disagree", "-1"), "lambda_disagree must be >= 0"),
         (_distill_args(teacher, tmp_path / "o25", "--soft-tokens", "2", "--token-flips", "1"), "pass one of them as 0"),
         (_distill_args(teacher, tmp_path / "o26", "--lambda-diverse", "-1"), "lambda_diverse must be >= 0"),
+        (_distill_args(teacher, tmp_path / "o27", "--guess-drop", "1"), "guess_drop must be in [0, 1)"),
+        (_distill_args(teacher, tmp_path / "o28", "--guess-drop", "0.2", "--trajectory", "true"), "guess_drop hides tokens from"),
         (_distill_args(teacher, tmp_path / "o11", "--config", str(broken)), "not valid YAML"),
         (_distill_args(teacher, tmp_path / "o12", "--config", str(unknown)), "unknown key 'student_stepz'"),
         (_distill_args(teacher, tmp_path / "o13", "--config", str(wrong)), "'student_steps' must be an integer"),

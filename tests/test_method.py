@@ -79,6 +79,26 @@ def test_soft_tokens_stay_mixtures_of_word_pieces_and_move_toward_the_target(tin
     assert float(moved.mean()) < 0.9
 
 
+def test_robust_guessing_hides_pseudo_tokens_only_and_still_reaches_the_target(tiny_teacher_dir):
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, ss_task="none", guess_drop=0.3, guess_lr=0.05, init_candidates=1)
+    synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(2))
+    c = synth.start(256)
+    seen = synth.dropped_view(c)
+    # [CLS], [SEP] and padding keep their mask; about 30% of the pseudo tokens are hidden
+    assert torch.equal(seen[~c.slot], c.attn[~c.slot])
+    hidden = float((seen[c.slot] == 0).float().mean())
+    assert 0.25 < hidden < 0.35, hidden
+
+    def mean_target_prob(k: int) -> float:
+        cfg.guess_steps = k
+        synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(1))
+        batch = synth.craft(64, student)  # labelled on every token
+        return float(batch.teacher_logits.softmax(-1).gather(1, batch.targets[:, None]).mean())
+
+    p0, p10 = mean_target_prob(0), mean_target_prob(10)
+    assert p10 > p0 + 0.1, (p0, p10)
+
+
 def test_diversity_term_pushes_same_target_samples_apart(tiny_teacher_dir):
     def similarity(weight: float) -> float:
         cfg, teacher, space, student = _setup(tiny_teacher_dir, ss_task="none", lambda_diverse=weight, guess_lr=0.05, init_candidates=1)

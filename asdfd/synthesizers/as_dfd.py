@@ -9,8 +9,9 @@ Stage 2 (adversarial): ``adv_steps`` more steps that also raise the student's se
 ``min_z CE(T(x), y) + lambda_norm * R(z) - lambda_adv * L_ss(S, x)`` (optionally also
 ``- lambda_disagree * KL(T(x) || S(x))``). The student and the pretext head lower ``L_ss`` (and the
 KD terms) in their own step (``student_loss``), so the two play against each other.
-Options of the steps: a diversity term (``lambda_diverse``) and soft tokens (``soft_tokens``: each
-pseudo token a mixture of real word-piece vectors, moved by mirror steps on its logits).
+Options of the steps: a diversity term (``lambda_diverse``), soft tokens (``soft_tokens``: each
+pseudo token a mixture of real word-piece vectors, moved by mirror steps on its logits) and robust
+guessing (``guess_drop``: the steps' teacher passes miss random pseudo tokens).
 """
 
 from __future__ import annotations
@@ -150,12 +151,13 @@ class ASDFD(Synthesizer):
         Returns the sample the step started from and the teacher's logits on it (detached)."""
         cfg = self.cfg
         x = self.space.compose(c.z, c.base, c.slot)
+        seen = self.dropped_view(c) if cfg.guess_drop > 0 else c.attn  # what the teacher reads in this step
         if cfg.lambda_diverse > 0:
             with self.autocast():
-                out = self.teacher(inputs_embeds=x, attention_mask=c.attn, output_hidden_states=True)
+                out = self.teacher(inputs_embeds=x, attention_mask=seen, output_hidden_states=True)
             logits, features = out.logits.float(), out.hidden_states[-1][:, 0].float()
         else:
-            logits = self.teacher_logits(x, c.attn)
+            logits = self.teacher_logits(x, seen)
         ce = F.cross_entropy(logits, c.goal, reduction="none")
         with torch.no_grad():
             p_target = logits.softmax(-1).gather(1, c.targets[:, None]).squeeze(1)
@@ -180,6 +182,14 @@ class ASDFD(Synthesizer):
             c.z.grad = grad * active[:, None, None]
             c.opt.step()
         return x.detach(), logits.detach()
+
+    def dropped_view(self, c: Crafting) -> torch.Tensor:
+        """The attention mask with each pseudo token hidden with probability ``guess_drop`` ([CLS],
+        [SEP] and padding as they are). Like the random shifts of image inversion, the noise keeps
+        a sample from reaching its class through one fragile token: only evidence spread over the
+        sample survives it."""
+        keep = torch.rand(c.attn.shape, generator=self.generator).to(self.device) >= self.cfg.guess_drop
+        return c.attn * (keep | ~c.slot).to(c.attn.dtype)
 
     @staticmethod
     def similarity(features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

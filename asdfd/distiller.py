@@ -299,6 +299,7 @@ class Distiller:
             "final_losses": logs,
             "skipped_steps": self.skipped_steps,  # non-finite loss or gradient
             "real_data_used": self.synth.needs_data,
+            "general_text_used": self.synth.reads_general_text,
         }
         if self.ranks.count > 1:
             self._report_ranks(report)

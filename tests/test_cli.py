@@ -345,6 +345,16 @@ def test_real_data_references_say_so_on_their_card(tiny_teacher_dir, tiny_csv, t
     assert "Real training data was used" in card and "data-free" not in card.split("---")[1]
 
 
+def test_general_text_says_so_on_its_card(tiny_teacher_dir, tmp_path):
+    out = tmp_path / "student"
+    assert main(_distill_args(tiny_teacher_dir, out, "--method", "general-text")) == 0
+    report = json.loads((out / "distill_report.json").read_text())
+    assert report["real_data_used"] is False and report["general_text_used"] is True
+    assert report["synthesis"]["general_texts"] > 50_000 and report["heldout_pseudo_agreement"]["agreement"] is not None
+    card = (out / "README.md").read_text()
+    assert "No task training data was used, but real text was" in card and "data-free" not in card.split("---")[1]
+
+
 def test_tensorboard_scalars_land_in_the_output_folder(tiny_teacher_dir, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

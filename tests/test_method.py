@@ -456,6 +456,27 @@ def test_real_kd_batches_are_labelled_by_the_distillers_one_pass(tiny_teacher_di
     assert len(calls) == 1
 
 
+def test_general_text_is_real_dialogue_labelled_by_the_teacher(tiny_teacher_dir):
+    from asdfd.data import general_corpus
+    from asdfd.synthesizers import GeneralText
+
+    corpus = general_corpus()
+    assert len(corpus) > 50_000 and all(len(t.split()) >= 3 for t in corpus[:1000])
+    assert len(set(corpus)) == len(corpus)
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, method="general-text")
+    synth = GeneralText(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    batch = synth.craft(16, student)
+    # [CLS] text [SEP], at most max_len word pieces of text, each a real word piece's vector
+    assert int(batch.attention_mask.sum(1).max()) <= cfg.max_len + 2
+    tokens = batch.embeds[batch.slot]
+    assert torch.equal(space.embeddings[space.nearest(tokens)], tokens)
+    assert (batch.targets == -1).all()
+    with torch.no_grad():
+        again = teacher(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask).logits
+    torch.testing.assert_close(batch.teacher_logits, again)
+    assert synth.stats()["general_texts"] == len(corpus)
+
+
 def test_bf16_autocast_runs_and_tracks_fp32(tiny_teacher_dir):
     """bf16 changes the arithmetic, not the method: the same seed gives nearly the same student."""
     from asdfd.distiller import distill

@@ -6,11 +6,12 @@ from .as_dfd import ASDFD
 from .base import PseudoBatch, ReplayPool, Synthesizer
 from .dafl import ModifiedDAFL
 from .finetune import Finetune
+from .general_text import GeneralText
 from .random_text import RandomText
 from .real_kd import RealKD
 from .zskt import ModifiedZSKT
 
-REGISTRY: dict[str, type[Synthesizer]] = {cls.name: cls for cls in (ASDFD, RandomText, ModifiedZSKT, ModifiedDAFL, RealKD, Finetune)}
+REGISTRY: dict[str, type[Synthesizer]] = {cls.name: cls for cls in (ASDFD, RandomText, ModifiedZSKT, ModifiedDAFL, RealKD, Finetune, GeneralText)}
 
 
 def available() -> list[str]:
@@ -24,6 +25,7 @@ def build(name: str, *args, **kwargs) -> Synthesizer:
 __all__ = [
     "ASDFD",
     "Finetune",
+    "GeneralText",
     "ModifiedDAFL",
     "ModifiedZSKT",
     "PseudoBatch",

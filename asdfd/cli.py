@@ -47,6 +47,7 @@ CONFIG_HELP = {
     "lambda_diverse": "weight of the term pushing same-target pseudo samples apart in the teacher's features (0: off)",
     "guess_drop": "probability that each guessing step's teacher pass hides a pseudo token (0: off)",
     "soft_tokens": "step size of mirror steps on pseudo tokens kept as mixtures of real word pieces (0: off, Adam steps on z)",
+    "bridge": "share of each student batch whose pseudo tokens move a random part of the way to their nearest word pieces, relabelled (0: off)",
     "generator_steps": "generator updates per crafted batch (modified-zskt, modified-dafl)",
     "generator_lr": "Adam learning rate of the generator (modified-zskt, modified-dafl)",
     "data": "real-kd/finetune only: trec | mr | bbc or a .csv/.jsonl file whose train split is used",

@@ -123,6 +123,11 @@ class DistillConfig:
     # labelled in the student step's teacher pass, so it costs no extra pass); taken from the end
     # of the batch, after the mixtures at its start
     fresh_random: float = 0.0
+    # fraction of each student batch (after the mixtures) whose pseudo tokens are moved a random
+    # share of the way (U(0, 1) per sample) to their nearest real word pieces, labelled in the
+    # student step's teacher pass: the student sees how the teacher's answer changes between the
+    # crafted samples and real word-piece sequences (0: off)
+    bridge: float = 0.0
     grad_clip: float = 1.0
 
     def validate(self) -> DistillConfig:
@@ -171,8 +176,12 @@ class DistillConfig:
             raise UserError(f"mix must be in [0, 1], got {self.mix}")
         if not 0.0 <= self.fresh_random <= 1.0 - self.mix:
             raise UserError(f"fresh_random must be in [0, 1 - mix] = [0, {1 - self.mix:g}], got {self.fresh_random}; lower it or --mix")
-        if REGISTRY[self.method].needs_data and (self.mix > 0 or self.fresh_random > 0):
-            raise UserError(f"method '{self.method}' trains on real text only; mix and fresh_random apply to pseudo samples, pass 0")
+        if not 0.0 <= self.bridge <= 1.0 - self.mix - self.fresh_random:
+            raise UserError(
+                f"bridge must be in [0, 1 - mix - fresh_random] = [0, {max(0.0, 1 - self.mix - self.fresh_random):g}], got {self.bridge}; lower it"
+            )
+        if REGISTRY[self.method].needs_data and (self.mix > 0 or self.fresh_random > 0 or self.bridge > 0):
+            raise UserError(f"method '{self.method}' trains on real text only; mix, fresh_random and bridge apply to pseudo samples, pass 0")
         if not 0.0 <= self.ema < 1.0:
             raise UserError(f"ema must be in [0, 1) (0: no weight averaging), got {self.ema}")
         for name in ("lambda_hidden", "lambda_attn", "lambda_jac", "lambda_adv", "lambda_disagree", "lambda_diverse", "soft_tokens"):

@@ -190,6 +190,7 @@ def _bad_cases(teacher, tmp_path, tiny_csv):
         (_distill_args(teacher, tmp_path / "o28", "--guess-drop", "0.2", "--trajectory", "true"), "guess_drop hides tokens from"),
         (_distill_args(teacher, tmp_path / "o29", "--start-text", "books"), "unknown start_text 'books'"),
         (_distill_args(teacher, tmp_path / "o30", "--method", "random-text", "--start-text", "general"), "has no such start"),
+        (_distill_args(teacher, tmp_path / "o31", "--bridge", "0.8"), "bridge must be in [0, 1 - mix - fresh_random]"),
         (_distill_args(teacher, tmp_path / "o11", "--config", str(broken)), "not valid YAML"),
         (_distill_args(teacher, tmp_path / "o12", "--config", str(unknown)), "unknown key 'student_stepz'"),
         (_distill_args(teacher, tmp_path / "o13", "--config", str(wrong)), "'student_steps' must be an integer"),

@@ -419,12 +419,40 @@ def test_fresh_random_text_fills_the_end_of_each_student_batch(tiny_teacher_dir)
         tiny_distill_config(method="real-kd", data="trec", fresh_random=0.25).validate()
 
 
+def test_bridged_samples_lie_between_crafted_tokens_and_their_nearest_word_pieces(tiny_teacher_dir):
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, mix=0.25, bridge=0.5)
+    synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    crafted = synth.craft(8, student)
+    out = synth.bridge_to_vocab(crafted, 2, 4)
+    keep = torch.tensor([0, 1, 6, 7])
+    assert torch.equal(out.embeds[keep], crafted.embeds[keep]) and out.teacher_logits is None
+    assert (out.targets[2:6] == -1).all() and torch.equal(out.targets[keep], crafted.targets[keep])
+    z, moved, slot = crafted.embeds[2:6], out.embeds[2:6], crafted.slot[2:6]
+    assert torch.equal(moved[~slot], z[~slot])  # CLS, SEP and padding stay
+    toward = space.embeddings[space.nearest(z)] - z
+    shares = []
+    for i in range(4):  # one share a in [0, 1] per sample: moved = z + a (nearest - z) on every pseudo token
+        d, v = (moved[i] - z[i])[slot[i]], toward[i][slot[i]]
+        a = float((d * v).sum() / (v * v).sum())
+        assert 0.0 <= a <= 1.0 and torch.allclose(d, a * v, atol=1e-5)
+        shares.append(a)
+    assert len({round(a, 4) for a in shares}) == 4
+    synth.pool.add(crafted)
+    batch = synth.sample(8)  # mixtures first, then the bridged rows, then plain pool samples
+    assert batch.teacher_logits is None and (batch.targets[:6] == -1).all() and (batch.targets[6:] >= 0).all()
+    with pytest.raises(UserError, match="bridge must be in"):
+        tiny_distill_config(mix=0.5, bridge=0.75).validate()
+    with pytest.raises(UserError, match="real text only"):
+        tiny_distill_config(method="real-kd", data="trec", bridge=0.25).validate()
+
+
 @pytest.mark.parametrize(
     "kw",
     [
         {"method": "as-dfd", "mix": 0.5},  # mixtures: labelled in the step's own teacher pass
         {"method": "as-dfd", "mix": 0.0, "lambda_hidden": 0.0},  # pooled logits suffice: no pass at all
         {"method": "as-dfd", "mix": 0.0, "lambda_hidden": 0.0, "fresh_random": 0.5},  # fresh random text needs it
+        {"method": "as-dfd", "mix": 0.0, "lambda_hidden": 0.0, "bridge": 0.5},  # so do bridged samples
         {"method": "random-text"},
     ],
 )
@@ -440,7 +468,7 @@ def test_the_teacher_runs_at_most_once_per_student_step(tiny_teacher_dir, kw):
     d.teacher.register_forward_hook(lambda *a: calls.append(1))
     batch = d.synth.sample(cfg.batch_size, d.student)
     d._student_step(batch, opt, sched)
-    assert len(calls) == (0 if cfg.lambda_hidden == 0 and not cfg.mix and not cfg.fresh_random else 1)
+    assert len(calls) == (0 if cfg.lambda_hidden == 0 and not cfg.mix and not cfg.fresh_random and not cfg.bridge else 1)
     # and what the step used is the teacher's output on that very batch
     logits, hidden, _ = d.teacher_outputs(batch, hidden=True)
     with torch.no_grad():

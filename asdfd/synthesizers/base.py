@@ -155,7 +155,10 @@ class Synthesizer:
         n_mix = round(self.cfg.mix * n)
         if n_mix > 0:
             batch = self.splice(batch, n_mix)
-        n_fresh = min(round(self.cfg.fresh_random * n), n - n_mix)
+        n_bridge = min(round(self.cfg.bridge * n), n - n_mix)
+        if n_bridge > 0:
+            batch = self.bridge_to_vocab(batch, n_mix, n_bridge)
+        n_fresh = min(round(self.cfg.fresh_random * n), n - n_mix - n_bridge)
         if n_fresh > 0:
             batch = PseudoBatch.concat([batch.index(torch.arange(n - n_fresh, device=self.device)), self.fresh(n_fresh)])
         return batch
@@ -196,6 +199,21 @@ class Synthesizer:
         mixed = PseudoBatch(embeds, a.attention_mask, a.slot, torch.full_like(a.targets, -1), None)
         rest = batch.index(torch.arange(n_mix, len(batch), device=batch.embeds.device))
         return PseudoBatch.concat([mixed, rest])
+
+    @torch.no_grad()  # not inference_mode: the student trains on these tensors
+    def bridge_to_vocab(self, batch: PseudoBatch, start: int, n: int) -> PseudoBatch:
+        """Move the pseudo tokens of rows ``start .. start + n - 1`` a share ``a ~ U(0, 1)`` (one per
+        sample) of the way to their nearest real word pieces, ``z + a (E[nearest(z)] - z)``. Crafted
+        tokens end off the vocabulary and real text sits on it; the teacher labels the points in
+        between (the rows lose their logits, so the student step's teacher pass labels them)."""
+        dev = batch.embeds.device
+        part = batch.index(torch.arange(start, start + n, device=dev))
+        near = self.token_embeddings(self.space.nearest(part.embeds)).to(part.embeds)
+        share = torch.rand(n, 1, 1, generator=self.generator).to(part.embeds)
+        embeds = torch.where(part.slot.unsqueeze(-1), part.embeds + share * (near - part.embeds), part.embeds)
+        bridged = PseudoBatch(embeds, part.attention_mask, part.slot, torch.full_like(part.targets, -1), None)
+        head, tail = batch.index(torch.arange(start, device=dev)), batch.index(torch.arange(start + n, len(batch), device=dev))
+        return PseudoBatch.concat([head, bridged, tail])
 
     def student_loss(self, student: PreTrainedModel, batch: PseudoBatch) -> torch.Tensor | None:
         """Extra loss for the student (e.g. a self-supervised task); None when there is none."""

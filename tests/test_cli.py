@@ -354,7 +354,7 @@ def test_general_text_says_so_on_its_card(tiny_teacher_dir, tmp_path, flags):
     assert main(_distill_args(tiny_teacher_dir, out, *flags)) == 0
     report = json.loads((out / "distill_report.json").read_text())
     assert report["real_data_used"] is False and report["general_text_used"] is True
-    assert report["heldout_pseudo_agreement"]["agreement"] is not None
+    assert report["synthesis"]["general_texts"] > 50_000 and report["heldout_pseudo_agreement"]["agreement"] is not None
     card = (out / "README.md").read_text()
     assert "No task training data was used, but real text was" in card and "data-free" not in card.split("---")[1]
     assert ("pseudo samples crafted from general English" in card) == (flags[0] == "--start-text")

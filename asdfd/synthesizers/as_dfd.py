@@ -72,6 +72,9 @@ class ASDFD(Synthesizer):
     def parameters(self) -> list[torch.nn.Parameter]:
         return list(self.task.parameters()) if self.task is not None else []
 
+    def stats(self) -> dict:
+        return {**super().stats(), "general_texts": len(self.bank)} if self.bank is not None else super().stats()
+
     def modules(self) -> dict:
         return {"task": self.task} if self.task is not None else {}
 

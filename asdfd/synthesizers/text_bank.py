@@ -23,6 +23,10 @@ class TextBank:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def draw(self, n: int, generator: torch.Generator, width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``frame`` of ``n`` rows drawn uniformly (with replacement), padded to ``width``."""
+        return self.frame(torch.randint(len(self), (n,), generator=generator), width)
+
     def frame(self, idx: torch.Tensor, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Ids, attention mask and slot (the text's own word pieces: not [CLS], [SEP] or padding) of
         rows ``idx``, cut to the longest of them, or padded to ``width`` (at least as long as every

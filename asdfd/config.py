@@ -119,6 +119,11 @@ class DistillConfig:
     # fraction of each student batch replaced by token-level mixtures of two pool samples;
     # None: the method's own default (as-dfd 0.5, the baselines 0), resolved by validate()
     mix: float | None = None
+    # how a mixture takes from its second parent b: "tokens" (each pseudo token of a swapped for b's at
+    # the same position with probability lam), "span" (one contiguous run of lam of a's pseudo tokens
+    # swapped for b's, keeping runs of crafted tokens together) or "interpolate" (every pseudo token
+    # (1 - lam) a + lam b, mixup of the embeddings); lam ~ U(0, 1) per mixture
+    mix_kind: str = "tokens"
     # fraction of each student batch that is fresh random text (new random word pieces every step,
     # labelled in the student step's teacher pass, so it costs no extra pass); taken from the end
     # of the batch, after the mixtures at its start
@@ -174,6 +179,10 @@ class DistillConfig:
             raise UserError(f"soft_targets must be in [0, 1] (0: one-hot targets), got {self.soft_targets}")
         if not 0.0 <= self.mix <= 1.0:
             raise UserError(f"mix must be in [0, 1], got {self.mix}")
+        if self.mix_kind not in ("tokens", "span", "interpolate"):
+            raise UserError(f"unknown mix_kind '{self.mix_kind}'; choose tokens, span or interpolate")
+        if self.mix_kind != "tokens" and self.mix == 0:
+            raise UserError(f"mix_kind {self.mix_kind} sets how mixtures are made, and mix is 0 (none are); pass --mix > 0 or drop --mix-kind")
         if not 0.0 <= self.fresh_random <= 1.0 - self.mix:
             raise UserError(f"fresh_random must be in [0, 1 - mix] = [0, {1 - self.mix:g}], got {self.fresh_random}; lower it or --mix")
         if not 0.0 <= self.bridge <= 1.0 - self.mix - self.fresh_random:

@@ -400,6 +400,44 @@ def test_splice_mixes_tokens_of_two_pool_samples_and_relabels(tiny_teacher_dir):
     student(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask).logits.sum().backward()
 
 
+def test_span_and_interpolated_mixtures_take_one_run_or_one_share_of_a_second_pool_sample(tiny_teacher_dir):
+    for kind in ("span", "interpolate"):
+        cfg, teacher, space, student = _setup(tiny_teacher_dir, mix=0.5, mix_kind=kind)
+        synth = RandomText(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+        for _ in range(4):
+            synth.synthesize(student)
+        a = synth.pool.sample(16)
+        out = synth.splice(a, 16)
+        assert out.teacher_logits is None and (out.targets == -1).all()
+        assert torch.equal(out.attention_mask, a.attention_mask) and torch.equal(out.slot, a.slot)
+        assert torch.equal(out.embeds[~a.slot], a.embeds[~a.slot])  # [CLS], [SEP] and padding stay
+        pool, pool_slot = synth.pool.store.embeds, synth.pool.store.slot
+        changed = 0
+        for i in range(16):
+            d = out.embeds[i] - a.embeds[i]
+            moved = d.abs().sum(-1) > 0
+            if not moved.any():
+                continue
+            changed += 1
+            if kind == "span":  # one contiguous run, every token of it the same pool sample's at that place
+                where = moved.nonzero().squeeze(1)
+                assert int(where[-1] - where[0]) + 1 == len(where), where
+                assert any(torch.equal(out.embeds[i][moved], pool[j][moved]) and pool_slot[j][moved].all() for j in range(len(pool)))
+            else:  # every shared pseudo token moved by one share lam of the way to the same pool sample
+                fits = []
+                for j in range(len(pool)):
+                    both = a.slot[i] & pool_slot[j]
+                    v = (pool[j] - a.embeds[i])[both]
+                    lam = float((d[both] * v).sum() / (v * v).sum().clamp_min(1e-12))
+                    fits.append(0.0 <= lam <= 1.0 and torch.allclose(d[both], lam * v, atol=1e-5) and not d[~both].any())
+                assert any(fits)
+        assert changed >= 12  # lam ~ U(0, 1): almost every mixture takes something from its partner
+    with pytest.raises(UserError, match="mix_kind"):
+        tiny_distill_config(method="random-text", mix_kind="span").validate()  # random text: mix 0, no mixtures
+    with pytest.raises(UserError, match="unknown mix_kind"):
+        tiny_distill_config(mix_kind="blend").validate()
+
+
 def test_fresh_random_text_fills_the_end_of_each_student_batch(tiny_teacher_dir):
     cfg, teacher, space, student = _setup(tiny_teacher_dir, mix=0.25, fresh_random=0.5)
     synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))

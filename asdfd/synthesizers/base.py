@@ -182,23 +182,45 @@ class Synthesizer:
 
     @torch.no_grad()  # not inference_mode: the student trains on these tensors
     def splice(self, batch: PseudoBatch, n_mix: int) -> PseudoBatch:
-        """Replace the first ``n_mix`` samples with token-level mixtures of two pool samples: each
-        pseudo token of sample a is swapped, with probability lam ~ U(0, 1), for sample b's token at
-        the same position (where b has one). Tokens stay the pool's tokens; the mixtures carry no
+        """Replace the first ``n_mix`` samples with mixtures of two pool samples a, b, with a share
+        lam ~ U(0, 1) of b per mixture, at the positions where both have pseudo tokens (``mix_kind``:
+        each of a's tokens swapped for b's with probability lam, one contiguous run of lam of a's
+        tokens swapped, or every token interpolated). The mixtures keep a's frame and carry no
         teacher logits, so the distiller labels the whole batch in its one teacher pass, and their
         labels fall between the parents' classes."""
         other = self.pool.sample(n_mix).to(self.device)
         a = batch.index(torch.arange(n_mix, device=batch.embeds.device))
         lam = torch.rand(n_mix, 1, generator=self.generator).to(self.device)
-        take = torch.rand(a.slot.shape, generator=self.generator).to(self.device) < lam
         width = min(a.slot.shape[1], other.slot.shape[1])
-        take[:, width:] = False
-        take[:, :width] &= a.slot[:, :width] & other.slot[:, :width]
+        both = torch.zeros_like(a.slot)
+        both[:, :width] = a.slot[:, :width] & other.slot[:, :width]
+        b_embeds = torch.zeros_like(a.embeds)
+        b_embeds[:, :width] = other.embeds[:, :width]
         embeds = a.embeds.clone()
-        embeds[:, :width][take[:, :width]] = other.embeds[:, :width][take[:, :width]]
+        if self.cfg.mix_kind == "interpolate":
+            mixed_tokens = (1 - lam[:, :, None]) * a.embeds + lam[:, :, None] * b_embeds
+            embeds[both] = mixed_tokens[both]
+        else:
+            if self.cfg.mix_kind == "span":
+                take = self.span(a.slot, lam)
+            else:
+                take = torch.rand(a.slot.shape, generator=self.generator).to(self.device) < lam
+            take &= both
+            embeds[take] = b_embeds[take]
         mixed = PseudoBatch(embeds, a.attention_mask, a.slot, torch.full_like(a.targets, -1), None)
         rest = batch.index(torch.arange(n_mix, len(batch), device=batch.embeds.device))
         return PseudoBatch.concat([mixed, rest])
+
+    def span(self, slot: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        """(B, T) mask of one contiguous run per row: round(lam * L) of the row's L pseudo tokens,
+        starting at a uniformly random place among those where it fits."""
+        length = slot.sum(1, keepdim=True)
+        run = (lam * length).round().long()
+        first = slot.long().argmax(1, keepdim=True)  # pseudo tokens are contiguous, after [CLS]
+        offset = (torch.rand(lam.shape, generator=self.generator).to(self.device) * (length - run + 1)).floor().long()
+        pos = torch.arange(slot.shape[1], device=slot.device)[None, :]
+        start = first + offset
+        return (pos >= start) & (pos < start + run)
 
     @torch.no_grad()  # not inference_mode: the student trains on these tensors
     def bridge_to_vocab(self, batch: PseudoBatch, start: int, n: int) -> PseudoBatch:

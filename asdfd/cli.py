@@ -71,6 +71,7 @@ CONFIG_HELP = {
     "replay_hardness": "k > 1: each student batch is the part of k batches of pool draws the student matches worst",
     "mix": "fraction of each student batch replaced by token-level mixtures of two pool samples (default: as-dfd 0.5, others 0)",
     "mix_kind": "tokens | span | interpolate: a mixture swaps random tokens, one contiguous span, or interpolates the embeddings",
+    "mix_partner": "random | other-class: a mixture's second sample is any pool sample, or one the teacher puts in another class",
     "fresh_random": "share of each student batch that is fresh random text, new every step (0: none)",
     "grad_clip": "gradient-norm clipping",
     "base": "base encoder: a folder, minilm (packaged all-MiniLM-L6-v2, the default) or mpnet (all-mpnet-base-v2; needs requirements-mpnet.txt)",

@@ -124,6 +124,10 @@ class DistillConfig:
     # swapped for b's, keeping runs of crafted tokens together) or "interpolate" (every pseudo token
     # (1 - lam) a + lam b, mixup of the embeddings); lam ~ U(0, 1) per mixture
     mix_kind: str = "tokens"
+    # a mixture's second parent: "random" (any pool sample) or "other-class" (of 4 pool draws, the
+    # first that the teacher puts in another class than the first parent, so every mixture lies
+    # across a decision boundary; with two classes, half of the random pairs do not)
+    mix_partner: str = "random"
     # fraction of each student batch that is fresh random text (new random word pieces every step,
     # labelled in the student step's teacher pass, so it costs no extra pass); taken from the end
     # of the batch, after the mixtures at its start
@@ -181,8 +185,11 @@ class DistillConfig:
             raise UserError(f"mix must be in [0, 1], got {self.mix}")
         if self.mix_kind not in ("tokens", "span", "interpolate"):
             raise UserError(f"unknown mix_kind '{self.mix_kind}'; choose tokens, span or interpolate")
-        if self.mix_kind != "tokens" and self.mix == 0:
-            raise UserError(f"mix_kind {self.mix_kind} sets how mixtures are made, and mix is 0 (none are); pass --mix > 0 or drop --mix-kind")
+        if self.mix_partner not in ("random", "other-class"):
+            raise UserError(f"unknown mix_partner '{self.mix_partner}'; choose random or other-class")
+        for name, plain in (("mix_kind", "tokens"), ("mix_partner", "random")):
+            if getattr(self, name) != plain and self.mix == 0:
+                raise UserError(f"{name} {getattr(self, name)} sets how mixtures are made, and mix is 0 (none are); pass --mix > 0 or drop it")
         if not 0.0 <= self.fresh_random <= 1.0 - self.mix:
             raise UserError(f"fresh_random must be in [0, 1 - mix] = [0, {1 - self.mix:g}], got {self.fresh_random}; lower it or --mix")
         if not 0.0 <= self.bridge <= 1.0 - self.mix - self.fresh_random:

@@ -438,6 +438,33 @@ def test_span_and_interpolated_mixtures_take_one_run_or_one_share_of_a_second_po
         tiny_distill_config(mix_kind="blend").validate()
 
 
+def test_other_class_partners_cross_the_teachers_decision_boundary(tiny_teacher_dir):
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, mix=0.5, mix_partner="other-class")
+    synth = RandomText(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    for _ in range(4):
+        synth.synthesize(student)
+    draws = []
+    pool_sample = synth.pool.sample
+    synth.pool.sample = lambda n: draws.append(pool_sample(n)) or draws[-1]
+    a = pool_sample(64)
+    b = synth.partners(a)
+    k = synth.PARTNER_DRAWS
+    cls_a, cls_b = a.teacher_logits.argmax(-1), b.teacher_logits.argmax(-1)
+    cand = draws[-1].teacher_logits.argmax(-1).view(64, k)
+    assert len(draws) == 1 and len(set(cand.flatten().tolist())) > 1
+    for i in range(64):  # another class whenever one of the k draws has it, and then the first such draw
+        crossing = (cand[i] != cls_a[i]).nonzero()
+        if len(crossing):
+            assert cls_b[i] != cls_a[i] and torch.equal(b.embeds[i], draws[-1].embeds[i * k + int(crossing[0])])
+        else:
+            assert torch.equal(b.embeds[i], draws[-1].embeds[i * k])
+    assert float((cls_b != cls_a).float().mean()) > float((cand[:, 0] != cls_a).float().mean())
+    synth.pool.sample = pool_sample
+    assert synth.sample(8).teacher_logits is None  # the mixtures still go to the student step's teacher pass
+    with pytest.raises(UserError, match="mix_partner"):
+        tiny_distill_config(method="random-text", mix_partner="other-class").validate()
+
+
 def test_fresh_random_text_fills_the_end_of_each_student_batch(tiny_teacher_dir):
     cfg, teacher, space, student = _setup(tiny_teacher_dir, mix=0.25, fresh_random=0.5)
     synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))

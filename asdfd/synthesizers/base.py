@@ -185,11 +185,12 @@ class Synthesizer:
         """Replace the first ``n_mix`` samples with mixtures of two pool samples a, b, with a share
         lam ~ U(0, 1) of b per mixture, at the positions where both have pseudo tokens (``mix_kind``:
         each of a's tokens swapped for b's with probability lam, one contiguous run of lam of a's
-        tokens swapped, or every token interpolated). The mixtures keep a's frame and carry no
+        tokens swapped, or every token interpolated; b is any pool sample, or with ``mix_partner``
+        "other-class" one of another class than a). The mixtures keep a's frame and carry no
         teacher logits, so the distiller labels the whole batch in its one teacher pass, and their
         labels fall between the parents' classes."""
-        other = self.pool.sample(n_mix).to(self.device)
         a = batch.index(torch.arange(n_mix, device=batch.embeds.device))
+        other = self.partners(a) if self.cfg.mix_partner == "other-class" else self.pool.sample(n_mix).to(self.device)
         lam = torch.rand(n_mix, 1, generator=self.generator).to(self.device)
         width = min(a.slot.shape[1], other.slot.shape[1])
         both = torch.zeros_like(a.slot)
@@ -210,6 +211,17 @@ class Synthesizer:
         mixed = PseudoBatch(embeds, a.attention_mask, a.slot, torch.full_like(a.targets, -1), None)
         rest = batch.index(torch.arange(n_mix, len(batch), device=batch.embeds.device))
         return PseudoBatch.concat([mixed, rest])
+
+    PARTNER_DRAWS = 4
+
+    def partners(self, a: PseudoBatch) -> PseudoBatch:
+        """For each sample of ``a`` (pool samples, with their teacher logits), the first of
+        ``PARTNER_DRAWS`` pool draws that the teacher puts in another class (the first draw where none is)."""
+        n, k = len(a), self.PARTNER_DRAWS
+        cand = self.pool.sample(n * k).to(self.device)
+        other = (cand.teacher_logits.argmax(-1).view(n, k) != a.teacher_logits.argmax(-1)[:, None]).float()
+        pick = torch.arange(n, device=self.device) * k + other.argmax(1)  # argmax: the first other-class draw, else 0
+        return cand.index(pick)
 
     def span(self, slot: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
         """(B, T) mask of one contiguous run per row: round(lam * L) of the row's L pseudo tokens,

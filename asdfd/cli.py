@@ -63,6 +63,7 @@ CONFIG_HELP = {
     "warmup": "fraction of steps spent warming up the learning rate",
     "weight_decay": "AdamW weight decay",
     "temperature": "KD temperature",
+    "kd_objective": "kl | mse: the logit term is the tempered KL, or the squared difference of the raw logits (no temperature)",
     "lambda_hidden": "weight of hidden-state KD between copied layers (0: logits only)",
     "lambda_attn": "weight of attention KD between copied layers (KL of attention distributions; 0: off)",
     "lambda_jac": "weight of input-gradient matching between student and teacher (0: off; slower steps)",

@@ -105,6 +105,9 @@ class DistillConfig:
     warmup: float = 0.1
     weight_decay: float = 0.01
     temperature: float = 2.0
+    # logit term of the student objective: "kl" (tempered KL to the teacher's distribution) or "mse"
+    # (squared difference of the raw logits, which keeps matching where the softmax saturates)
+    kd_objective: str = "kl"
     lambda_hidden: float = 1.0  # hidden-state MSE between copied layers (0: logits only)
     lambda_attn: float = 0.0  # attention KD: KL between copied layers' attention distributions (0: off)
     # input-gradient matching (Jacobian KD): the student's gradient of a random projection of its
@@ -203,6 +206,8 @@ class DistillConfig:
         for name in ("lambda_hidden", "lambda_attn", "lambda_jac", "lambda_adv", "lambda_disagree", "lambda_diverse", "soft_tokens"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.kd_objective not in ("kl", "mse"):
+            raise UserError(f"unknown kd_objective '{self.kd_objective}'; choose kl or mse")
         if self.temperature <= 0:
             raise UserError(f"temperature must be > 0, got {self.temperature}")
         if not 0.0 < self.ss_ratio < 1.0:

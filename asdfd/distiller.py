@@ -146,7 +146,7 @@ class Distiller:
                 )
             l_jac = self._input_gradient_loss(x, s_out.logits, batch.attention_mask) if use_jac else None
         with autocast(self.device, cfg.precision):
-            l_kd = kd_loss(s_out.logits, t_logits, cfg.temperature)
+            l_kd = kd_loss(s_out.logits, t_logits, cfg.temperature, cfg.kd_objective)
             loss = l_kd
             logs = {"kd": l_kd.item()}
             if use_hidden:

@@ -13,8 +13,13 @@ def kd_per_sample(student_logits: torch.Tensor, teacher_logits: torch.Tensor, te
     return F.kl_div(s, t, log_target=True, reduction="none").sum(-1) * temperature**2
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """The KD loss averaged over the batch (0 when the logits are equal)."""
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, objective: str = "kl") -> torch.Tensor:
+    """The KD loss averaged over the batch (0 when the logits are equal): the tempered KL, or
+    (``objective`` "mse") the mean squared difference of the raw logits. The teacher is all but
+    certain on most pseudo samples, where the softmax saturates and the KL's gradient all but
+    vanishes; the logits still differ there, and MSE keeps matching them."""
+    if objective == "mse":
+        return F.mse_loss(student_logits.float(), teacher_logits.float())
     return kd_per_sample(student_logits, teacher_logits, temperature).mean()
 
 

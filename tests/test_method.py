@@ -188,6 +188,13 @@ def test_kd_loss_zero_for_identical_logits_and_positive_otherwise():
     logits = torch.randn(5, 4)
     assert abs(float(kd_loss(logits, logits.clone(), 2.0))) < 1e-6
     assert float(kd_loss(logits, torch.randn(5, 4), 2.0)) > 0
+    assert abs(float(kd_loss(logits, logits.clone(), 2.0, "mse"))) < 1e-9
+    assert float(kd_loss(logits, torch.randn(5, 4), 2.0, "mse")) > 0
+    # where the teacher is sure, the KL hardly tells a student with half its margin apart; MSE does
+    teacher, student = torch.tensor([[20.0, 0.0]]), torch.tensor([[10.0, 0.0]])
+    assert float(kd_loss(student, teacher, 2.0)) < 0.05 and float(kd_loss(student, teacher, 2.0, "mse")) == 50.0
+    with pytest.raises(UserError, match="unknown kd_objective"):
+        tiny_distill_config(kd_objective="l1").validate()
 
 
 def test_hidden_loss_zero_when_copied_layers_match():
@@ -225,6 +232,23 @@ def test_attention_kd_trains_and_leaves_models_as_they_were(tiny_teacher_dir):
     logs = d._student_step(batch, *d._optimizer())
     assert logs["attn"] > 0 and math.isfinite(logs["attn"])
     assert d.teacher.config._attn_implementation == impl == d.student.config._attn_implementation
+
+
+def test_logit_mse_objective_is_what_the_student_step_lowers(tiny_teacher_dir):
+    from asdfd.distiller import Distiller
+
+    cfg = tiny_distill_config(method="random-text", kd_objective="mse", lambda_hidden=0.0, student_steps=20, lr=1e-3, warmup=0.0)
+    d = Distiller(tiny_teacher_dir, cfg)
+    d.synth.synthesize(d.student)
+    batch = d.synth.sample(8)
+    d.student.eval()  # no dropout, so the step's loss can be computed again here
+    opt, sched = d._optimizer()
+    with torch.no_grad():
+        logits = d.student(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask).logits
+        expected = torch.nn.functional.mse_loss(logits, batch.teacher_logits)
+    losses = [d._student_step(batch, opt, sched)["kd"] for _ in range(10)]
+    assert losses[0] == pytest.approx(float(expected), rel=1e-4)
+    assert losses[-1] < 0.5 * losses[0]
 
 
 def test_input_gradient_matching_is_zero_for_the_teacher_itself(tiny_teacher_dir):

@@ -107,6 +107,7 @@ class Synthesizer:
     reads_general_text = False  # True: samples are real general-domain text, not task data (general-text)
     hard_labels = False  # True: the student learns the batch's ``targets`` (gold labels), not the teacher
     default_mix = 0.0  # share of each student batch made of token-level mixtures unless cfg.mix says otherwise
+    PARTNER_DRAWS = 4  # pool draws searched for a mixture partner of another class (mix_partner other-class)
 
     def __init__(
         self,
@@ -211,8 +212,6 @@ class Synthesizer:
         mixed = PseudoBatch(embeds, a.attention_mask, a.slot, torch.full_like(a.targets, -1), None)
         rest = batch.index(torch.arange(n_mix, len(batch), device=batch.embeds.device))
         return PseudoBatch.concat([mixed, rest])
-
-    PARTNER_DRAWS = 4
 
     def partners(self, a: PseudoBatch) -> PseudoBatch:
         """For each sample of ``a`` (pool samples, with their teacher logits), the first of

@@ -193,22 +193,17 @@ class Synthesizer:
         a = batch.index(torch.arange(n_mix, device=batch.embeds.device))
         other = self.partners(a) if self.cfg.mix_partner == "other-class" else self.pool.sample(n_mix).to(self.device)
         lam = torch.rand(n_mix, 1, generator=self.generator).to(self.device)
-        width = min(a.slot.shape[1], other.slot.shape[1])
-        both = torch.zeros_like(a.slot)
-        both[:, :width] = a.slot[:, :width] & other.slot[:, :width]
-        b_embeds = torch.zeros_like(a.embeds)
-        b_embeds[:, :width] = other.embeds[:, :width]
+        both = a.slot & other.slot  # every pool sample has the pool's frame width, so positions line up
         embeds = a.embeds.clone()
         if self.cfg.mix_kind == "interpolate":
-            mixed_tokens = (1 - lam[:, :, None]) * a.embeds + lam[:, :, None] * b_embeds
-            embeds[both] = mixed_tokens[both]
+            embeds[both] = ((1 - lam[:, :, None]) * a.embeds + lam[:, :, None] * other.embeds)[both]
         else:
             if self.cfg.mix_kind == "span":
                 take = self.span(a.slot, lam)
             else:
                 take = torch.rand(a.slot.shape, generator=self.generator).to(self.device) < lam
             take &= both
-            embeds[take] = b_embeds[take]
+            embeds[take] = other.embeds[take]
         mixed = PseudoBatch(embeds, a.attention_mask, a.slot, torch.full_like(a.targets, -1), None)
         rest = batch.index(torch.arange(n_mix, len(batch), device=batch.embeds.device))
         return PseudoBatch.concat([mixed, rest])

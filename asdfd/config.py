@@ -140,6 +140,11 @@ class DistillConfig:
     # student step's teacher pass: the student sees how the teacher's answer changes between the
     # crafted samples and real word-piece sequences (0: off)
     bridge: float = 0.0
+    # fraction of each student batch (after the mixtures and bridged rows) that is pool samples cut to
+    # one contiguous run of their pseudo tokens (half of them to all, at a random place) and moved to
+    # the front of the frame, labelled in the student step's teacher pass: crafted tokens seen at other
+    # positions and lengths, without leaving the pool's tokens (0: off)
+    crop: float = 0.0
     grad_clip: float = 1.0
 
     def validate(self) -> DistillConfig:
@@ -199,8 +204,11 @@ class DistillConfig:
             raise UserError(
                 f"bridge must be in [0, 1 - mix - fresh_random] = [0, {max(0.0, 1 - self.mix - self.fresh_random):g}], got {self.bridge}; lower it"
             )
-        if REGISTRY[self.method].needs_data and (self.mix > 0 or self.fresh_random > 0 or self.bridge > 0):
-            raise UserError(f"method '{self.method}' trains on real text only; mix, fresh_random and bridge apply to pseudo samples, pass 0")
+        rest = 1.0 - self.mix - self.fresh_random - self.bridge
+        if not 0.0 <= self.crop <= max(0.0, rest):
+            raise UserError(f"crop must be in [0, 1 - mix - fresh_random - bridge] = [0, {max(0.0, rest):g}], got {self.crop}; lower it")
+        if REGISTRY[self.method].needs_data and (self.mix > 0 or self.fresh_random > 0 or self.bridge > 0 or self.crop > 0):
+            raise UserError(f"method '{self.method}' trains on real text only; mix, fresh_random, bridge and crop apply to pseudo samples, pass 0")
         if not 0.0 <= self.ema < 1.0:
             raise UserError(f"ema must be in [0, 1) (0: no weight averaging), got {self.ema}")
         for name in ("lambda_hidden", "lambda_attn", "lambda_jac", "lambda_adv", "lambda_disagree", "lambda_diverse", "soft_tokens"):

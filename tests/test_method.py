@@ -535,6 +535,38 @@ def test_bridged_samples_lie_between_crafted_tokens_and_their_nearest_word_piece
         tiny_distill_config(method="real-kd", data="trec", bridge=0.25).validate()
 
 
+def test_cropped_samples_are_a_contiguous_run_of_pool_tokens_moved_to_the_front(tiny_teacher_dir):
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, mix=0.25, bridge=0.25, crop=0.25)
+    synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    crafted = synth.craft(16, student)
+    out = synth.crop(crafted, 4, 8)
+    keep = torch.cat([torch.arange(4), torch.arange(12, 16)])
+    assert torch.equal(out.embeds[keep], crafted.embeds[keep]) and out.teacher_logits is None
+    assert (out.targets[4:12] == -1).all() and torch.equal(out.targets[keep], crafted.targets[keep])
+    assert out.embeds.shape == crafted.embeds.shape  # the pool's frame width stays
+    cls, sep = space.embeddings[space.cls_id], space.embeddings[space.sep_id]
+    shorter = 0
+    for i in range(4, 12):
+        z = crafted.embeds[i][crafted.slot[i]]  # the parent's L pseudo tokens
+        run = out.embeds[i][out.slot[i]]
+        n = len(run)
+        assert (len(z) + 1) // 2 <= n <= len(z)
+        starts = [o for o in range(len(z) - n + 1) if torch.equal(z[o : o + n], run)]
+        assert starts, "the run is a contiguous part of the parent's pseudo tokens"
+        assert out.slot[i, 1 : n + 1].all() and out.slot[i].sum() == n  # right after [CLS]
+        assert torch.equal(out.embeds[i, 0], cls) and torch.equal(out.embeds[i, n + 1], sep)
+        assert out.attention_mask[i].sum() == n + 2
+        shorter += n < len(z) or starts[0] > 0
+    assert shorter >= 4  # most crops move tokens to other positions or drop some
+    synth.pool.add(crafted)
+    batch = synth.sample(8)  # mixtures, bridged rows, cropped rows, then plain pool samples
+    assert batch.teacher_logits is None and (batch.targets[:6] == -1).all() and (batch.targets[6:] >= 0).all()
+    with pytest.raises(UserError, match="crop must be in"):
+        tiny_distill_config(mix=0.5, bridge=0.25, crop=0.5).validate()
+    with pytest.raises(UserError, match="real text only"):
+        tiny_distill_config(method="real-kd", data="trec", crop=0.25).validate()
+
+
 @pytest.mark.parametrize(
     "kw",
     [
@@ -542,6 +574,7 @@ def test_bridged_samples_lie_between_crafted_tokens_and_their_nearest_word_piece
         {"method": "as-dfd", "mix": 0.0, "lambda_hidden": 0.0},  # pooled logits suffice: no pass at all
         {"method": "as-dfd", "mix": 0.0, "lambda_hidden": 0.0, "fresh_random": 0.5},  # fresh random text needs it
         {"method": "as-dfd", "mix": 0.0, "lambda_hidden": 0.0, "bridge": 0.5},  # so do bridged samples
+        {"method": "as-dfd", "mix": 0.0, "lambda_hidden": 0.0, "crop": 0.5},  # and cropped ones
         {"method": "random-text"},
     ],
 )
@@ -557,7 +590,7 @@ def test_the_teacher_runs_at_most_once_per_student_step(tiny_teacher_dir, kw):
     d.teacher.register_forward_hook(lambda *a: calls.append(1))
     batch = d.synth.sample(cfg.batch_size, d.student)
     d._student_step(batch, opt, sched)
-    assert len(calls) == (0 if cfg.lambda_hidden == 0 and not cfg.mix and not cfg.fresh_random and not cfg.bridge else 1)
+    assert len(calls) == (0 if cfg.lambda_hidden == 0 and not cfg.mix and not cfg.fresh_random and not cfg.bridge and not cfg.crop else 1)
     # and what the step used is the teacher's output on that very batch
     logits, hidden, _ = d.teacher_outputs(batch, hidden=True)
     with torch.no_grad():

@@ -159,7 +159,10 @@ class Synthesizer:
         n_bridge = min(round(self.cfg.bridge * n), n - n_mix)
         if n_bridge > 0:
             batch = self.bridge_to_vocab(batch, n_mix, n_bridge)
-        n_fresh = min(round(self.cfg.fresh_random * n), n - n_mix - n_bridge)
+        n_crop = min(round(self.cfg.crop * n), n - n_mix - n_bridge)
+        if n_crop > 0:
+            batch = self.crop(batch, n_mix + n_bridge, n_crop)
+        n_fresh = min(round(self.cfg.fresh_random * n), n - n_mix - n_bridge - n_crop)
         if n_fresh > 0:
             batch = PseudoBatch.concat([batch.index(torch.arange(n - n_fresh, device=self.device)), self.fresh(n_fresh)])
         return batch
@@ -243,6 +246,30 @@ class Synthesizer:
         bridged = PseudoBatch(embeds, part.attention_mask, part.slot, torch.full_like(part.targets, -1), None)
         head, tail = batch.index(torch.arange(start, device=dev)), batch.index(torch.arange(start + n, len(batch), device=dev))
         return PseudoBatch.concat([head, bridged, tail])
+
+    @torch.no_grad()  # not inference_mode: the student trains on these tensors
+    def crop(self, batch: PseudoBatch, start: int, n: int) -> PseudoBatch:
+        """Cut rows ``start .. start + n - 1`` to one contiguous run of their ``L`` pseudo tokens, of a
+        length uniform in ``[ceil(L / 2), L]`` at a uniformly random place, moved to the front of a
+        fresh frame ``[CLS] run [SEP] pad``. Crafted tokens were placed by the guessing steps at
+        fixed positions in samples of fixed lengths; the teacher labels them again at other ones
+        (the rows lose their logits, so the student step's teacher pass labels them)."""
+        dev = batch.embeds.device
+        part = batch.index(torch.arange(start, start + n, device=dev))
+        width = part.embeds.shape[1] - 2  # the pool's frame: [CLS] + width slots + [SEP]
+        length = part.slot.sum(1).cpu()
+        lo = (length + 1) // 2
+        keep = lo + (torch.rand(n, generator=self.generator) * (length - lo + 1)).floor().long()
+        offset = (torch.rand(n, generator=self.generator) * (length - keep + 1)).floor().long()
+        first = part.slot.long().argmax(1).cpu()  # pseudo tokens are contiguous, after [CLS]
+        src = (first + offset)[:, None] + torch.arange(width)[None, :]
+        src = src.clamp(max=part.embeds.shape[1] - 1).to(dev)  # past the run: padding, which the new frame drops
+        z = part.embeds.gather(1, src[..., None].expand(-1, -1, part.embeds.shape[-1]))
+        base, slot, attn = self.space.frame(keep, width)
+        embeds = self.space.compose(z, base.to(z), slot.to(dev))
+        cropped = PseudoBatch(embeds, attn.to(part.attention_mask), slot.to(dev), torch.full_like(part.targets, -1), None)
+        head, tail = batch.index(torch.arange(start, device=dev)), batch.index(torch.arange(start + n, len(batch), device=dev))
+        return PseudoBatch.concat([head, cropped, tail])
 
     def student_loss(self, student: PreTrainedModel, batch: PseudoBatch) -> torch.Tensor | None:
         """Extra loss for the student (e.g. a self-supervised task); None when there is none."""

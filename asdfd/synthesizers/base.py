@@ -46,6 +46,14 @@ class PseudoBatch:
     def index(self, idx: torch.Tensor) -> PseudoBatch:
         return self._map(lambda t: t[idx])
 
+    def rows(self, start: int, n: int) -> PseudoBatch:
+        return self.index(torch.arange(start, start + n, device=self.embeds.device))
+
+    def with_rows(self, start: int, rows: PseudoBatch) -> PseudoBatch:
+        """This batch with rows ``start .. start + len(rows) - 1`` replaced by ``rows``."""
+        end = start + len(rows)
+        return PseudoBatch.concat([self.rows(0, start), rows, self.rows(end, len(self) - end)])
+
     @staticmethod
     def concat(batches: list[PseudoBatch]) -> PseudoBatch:
         """One batch of all rows; its teacher logits are None unless every part has them."""
@@ -237,15 +245,12 @@ class Synthesizer:
         sample) of the way to their nearest real word pieces, ``z + a (E[nearest(z)] - z)``. Crafted
         tokens end off the vocabulary and real text sits on it; the teacher labels the points in
         between (the rows lose their logits, so the student step's teacher pass labels them)."""
-        dev = batch.embeds.device
-        part = batch.index(torch.arange(start, start + n, device=dev))
+        part = batch.rows(start, n)
         z = part.embeds[part.slot]  # the pseudo tokens only: [CLS], [SEP] and padding stay, unsearched
         share = torch.rand(n, 1, generator=self.generator).to(z).expand(part.slot.shape)[part.slot].unsqueeze(-1)
         embeds = part.embeds.clone()
         embeds[part.slot] = z + share * (self.token_embeddings(self.space.nearest(z)).to(z) - z)
-        bridged = PseudoBatch(embeds, part.attention_mask, part.slot, torch.full_like(part.targets, -1), None)
-        head, tail = batch.index(torch.arange(start, device=dev)), batch.index(torch.arange(start + n, len(batch), device=dev))
-        return PseudoBatch.concat([head, bridged, tail])
+        return batch.with_rows(start, PseudoBatch(embeds, part.attention_mask, part.slot, torch.full_like(part.targets, -1), None))
 
     @torch.no_grad()  # not inference_mode: the student trains on these tensors
     def crop(self, batch: PseudoBatch, start: int, n: int) -> PseudoBatch:
@@ -254,8 +259,8 @@ class Synthesizer:
         fresh frame ``[CLS] run [SEP] pad``. Crafted tokens were placed by the guessing steps at
         fixed positions in samples of fixed lengths; the teacher labels them again at other ones
         (the rows lose their logits, so the student step's teacher pass labels them)."""
-        dev = batch.embeds.device
-        part = batch.index(torch.arange(start, start + n, device=dev))
+        part = batch.rows(start, n)
+        dev = part.embeds.device
         width = part.embeds.shape[1] - 2  # the pool's frame: [CLS] + width slots + [SEP]
         length = part.slot.sum(1).cpu()
         lo = (length + 1) // 2
@@ -267,9 +272,7 @@ class Synthesizer:
         z = part.embeds.gather(1, src[..., None].expand(-1, -1, part.embeds.shape[-1]))
         base, slot, attn = self.space.frame(keep, width)
         embeds = self.space.compose(z, base.to(z), slot.to(dev))
-        cropped = PseudoBatch(embeds, attn.to(part.attention_mask), slot.to(dev), torch.full_like(part.targets, -1), None)
-        head, tail = batch.index(torch.arange(start, device=dev)), batch.index(torch.arange(start + n, len(batch), device=dev))
-        return PseudoBatch.concat([head, cropped, tail])
+        return batch.with_rows(start, PseudoBatch(embeds, attn.to(part.attention_mask), slot.to(dev), torch.full_like(part.targets, -1), None))
 
     def student_loss(self, student: PreTrainedModel, batch: PseudoBatch) -> torch.Tensor | None:
         """Extra loss for the student (e.g. a self-supervised task); None when there is none."""

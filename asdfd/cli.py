@@ -74,6 +74,7 @@ CONFIG_HELP = {
     "mix_kind": "tokens | span | interpolate: a mixture swaps random tokens, one contiguous span, or interpolates the embeddings",
     "mix_partner": "random | other-class: a mixture's second sample is any pool sample, or one the teacher puts in another class",
     "fresh_random": "share of each student batch that is fresh random text, new every step (0: none)",
+    "fresh_text": "random | general: fresh rows of random word pieces (data-free) or lines of film dialogue (real text, no task data)",
     "crop": "share of each student batch that is pool samples cut to a random contiguous part (half to all) moved to the front, relabelled (0: off)",
     "grad_clip": "gradient-norm clipping",
     "base": "base encoder: a folder, minilm (packaged all-MiniLM-L6-v2, the default) or mpnet (all-mpnet-base-v2; needs requirements-mpnet.txt)",

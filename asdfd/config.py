@@ -135,6 +135,9 @@ class DistillConfig:
     # labelled in the student step's teacher pass, so it costs no extra pass); taken from the end
     # of the batch, after the mixtures at its start
     fresh_random: float = 0.0
+    # where those fresh rows come from: "random" word pieces (data-free), or "general" lines of
+    # everyday English (the corpus of start_text general; real text, though not the task's: not data-free)
+    fresh_text: str = "random"
     # fraction of each student batch (after the mixtures) whose pseudo tokens are moved a random
     # share of the way (U(0, 1) per sample) to their nearest real word pieces, labelled in the
     # student step's teacher pass: the student sees how the teacher's answer changes between the
@@ -198,6 +201,10 @@ class DistillConfig:
         for name, plain in (("mix_kind", "tokens"), ("mix_partner", "random")):
             if getattr(self, name) != plain and self.mix == 0:
                 raise UserError(f"{name} {getattr(self, name)} sets how mixtures are made, and mix is 0 (none are); pass --mix > 0 or drop it")
+        if self.fresh_text not in ("random", "general"):
+            raise UserError(f"unknown fresh_text '{self.fresh_text}'; choose random or general")
+        if self.fresh_text != "random" and self.fresh_random == 0:
+            raise UserError(f"fresh_text {self.fresh_text} sets where fresh rows come from, and fresh_random is 0 (none); pass --fresh-random > 0")
         if not 0.0 <= self.fresh_random <= 1.0 - self.mix:
             raise UserError(f"fresh_random must be in [0, 1 - mix] = [0, {1 - self.mix:g}], got {self.fresh_random}; lower it or --mix")
         if not 0.0 <= self.bridge <= 1.0 - self.mix - self.fresh_random:

@@ -18,7 +18,7 @@ CASES = [
     dict(method="as-dfd", lambda_attn=0.5, lambda_jac=0.1, fresh_random=0.25, zipf=1.0, soft_targets=0.3),
     dict(method="as-dfd", project=True, ss_task="shuffle", replay_hardness=2, ema=0.9, lambda_disagree=1.0),
     dict(method="as-dfd", soft_tokens=2.0, lambda_diverse=1.0, guess_drop=0.2),
-    dict(method="as-dfd", start_text="general", bridge=0.25, mix_kind="span"),
+    dict(method="as-dfd", start_text="general", bridge=0.25, mix_kind="span", fresh_random=0.25, fresh_text="general"),
     dict(method="as-dfd", mix_kind="interpolate", mix_partner="other-class", kd_objective="mse", crop=0.25),
     dict(method="random-text"),
     dict(method="general-text"),

@@ -330,7 +330,15 @@ def test_shuffle_task_permutes_only_pseudo_tokens_of_shuffled_samples(tiny_teach
 # general-text reads its packaged general corpus, never the task's data
 @pytest.mark.parametrize(
     "method, extra",
-    [("as-dfd", {}), ("as-dfd", {"start_text": "general"}), ("random-text", {}), ("modified-zskt", {}), ("modified-dafl", {}), ("general-text", {})],
+    [
+        ("as-dfd", {}),
+        ("as-dfd", {"start_text": "general"}),
+        ("as-dfd", {"fresh_random": 0.25, "fresh_text": "general"}),
+        ("random-text", {}),
+        ("modified-zskt", {}),
+        ("modified-dafl", {}),
+        ("general-text", {}),
+    ],
 )
 def test_data_free_methods_never_read_real_data(tiny_teacher_dir, monkeypatch, method, extra):
     import asdfd.data
@@ -506,6 +514,33 @@ def test_fresh_random_text_fills_the_end_of_each_student_batch(tiny_teacher_dir)
         tiny_distill_config(mix=0.5, fresh_random=0.75).validate()
     with pytest.raises(UserError, match="real text only"):  # not silently ignored
         tiny_distill_config(method="real-kd", data="trec", fresh_random=0.25).validate()
+
+
+def test_fresh_general_text_rows_are_dialogue_lines_in_the_pool_frame(tiny_teacher_dir, monkeypatch):
+    import asdfd.synthesizers.base
+    from asdfd.data import general_corpus
+
+    lines = general_corpus()[:3000]  # a slice: tokenising the whole corpus is slow for a unit test
+    monkeypatch.setattr(asdfd.synthesizers.base, "general_corpus", lambda: lines)
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, mix=0.25, fresh_random=0.5, fresh_text="general")
+    synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    plain = ASDFD(teacher, space, _setup(tiny_teacher_dir)[0], torch.device("cpu"), torch.Generator())
+    assert synth.reads_general_text and not plain.reads_general_text
+    synth.synthesize(student)
+    batch = synth.sample(8)
+    assert batch.embeds.shape == synth.pool.store.embeds[:8].shape and batch.teacher_logits is None
+    assert (batch.targets[:2] == -1).all() and (batch.targets[2:4] >= 0).all() and (batch.targets[4:] == -1).all()
+    texts = {tuple(r[: int(n)].tolist()) for r, n in zip(synth.fresh_bank.ids, synth.fresh_bank.lengths, strict=True)}
+    for row in range(4, 8):  # read each fresh row back as word-piece ids: a framed line of the corpus
+        n = int(batch.attention_mask[row].sum())
+        read = (batch.embeds[row, :n, None, :] == space.embeddings[None]).all(-1).float().argmax(-1)
+        assert tuple(read.tolist()) in texts
+        # the slot is every word piece of the line but the special ones ([CLS], [SEP], [UNK]..)
+        assert torch.equal(batch.slot[row, :n], ~torch.isin(read, synth.fresh_bank.special)) and not batch.slot[row, n:].any()
+    with pytest.raises(UserError, match="fresh_text"):
+        tiny_distill_config(fresh_text="news").validate()
+    with pytest.raises(UserError, match="fresh_random is 0"):  # not silently ignored
+        tiny_distill_config(fresh_text="general").validate()
 
 
 def test_bridged_samples_lie_between_crafted_tokens_and_their_nearest_word_pieces(tiny_teacher_dir):

@@ -67,7 +67,7 @@ class ASDFD(Synthesizer):
             self.vocab_row[space.ordinary] = torch.arange(len(space.ordinary))
         # start_text "general": starts are lines of general English, so the run reads real text
         self.bank = TextBank(space, general_corpus(), cfg.max_len + 2) if cfg.start_text == "general" else None
-        self.reads_general_text = self.bank is not None
+        self.reads_general_text = self.reads_general_text or self.bank is not None
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return list(self.task.parameters()) if self.task is not None else []

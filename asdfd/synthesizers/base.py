@@ -143,7 +143,8 @@ class Synthesizer:
         self.n_pooled = 0  # samples that entered the pool (more, with the guessing trajectory)
         # fresh_text "general": the fresh rows of student batches are lines of general English
         self.fresh_bank = TextBank(space, general_corpus(), cfg.max_len + 2) if cfg.fresh_random > 0 and cfg.fresh_text == "general" else None
-        self.reads_general_text = self.fresh_bank is not None
+        if self.fresh_bank is not None:  # else the class says (general-text reads text whatever its fresh rows)
+            self.reads_general_text = True
 
     # ---- to implement
     def craft(self, n: int, student: PreTrainedModel) -> PseudoBatch:
@@ -319,13 +320,14 @@ class Synthesizer:
     def stats(self) -> dict:
         n = max(self.n_pooled, 1)
         id2label = self.teacher.config.id2label
-        return {
+        stats = {
             "pseudo_samples": self.n_crafted,
             "pooled_samples": self.n_pooled,
             "teacher_class_histogram": {id2label[i]: int(c) for i, c in enumerate(self.class_hist.tolist())},
             "teacher_mean_max_prob": self.confidence_sum / n,
             "teacher_mean_target_prob": (self.target_prob_sum / self.n_targeted) if self.n_targeted else None,
         }
+        return stats if self.fresh_bank is None else {**stats, "general_texts": len(self.fresh_bank)}
 
     # ---- helpers for subclasses
     def random_frame(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -114,7 +114,7 @@ class Synthesizer:
 
     name = "base"
     needs_data = False  # True only for the data-driven references (real-kd, finetune)
-    reads_general_text = False  # True: samples are real general-domain text, not task data (general-text)
+    reads_general_text = False  # True: the run reads real general-domain text, not task data (general-text; general starts or fresh rows)
     hard_labels = False  # True: the student learns the batch's ``targets`` (gold labels), not the teacher
     default_mix = 0.0  # share of each student batch made of token-level mixtures unless cfg.mix says otherwise
     PARTNER_DRAWS = 4  # pool draws searched for a mixture partner of another class (mix_partner other-class)

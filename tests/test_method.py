@@ -676,11 +676,11 @@ def test_general_text_is_real_dialogue_labelled_by_the_teacher(tiny_teacher_dir)
 
 
 def test_general_starts_are_dialogue_lines_moved_toward_their_targets(tiny_teacher_dir, monkeypatch):
-    import asdfd.synthesizers.as_dfd
+    import asdfd.synthesizers.base
     from asdfd.data import general_corpus
 
     lines = general_corpus()[:3000]  # a slice: the test builds three synthesizers, each tokenises its corpus
-    monkeypatch.setattr(asdfd.synthesizers.as_dfd, "general_corpus", lambda: lines)
+    monkeypatch.setattr(asdfd.synthesizers.base, "general_corpus", lambda: lines)
     cfg, teacher, space, student = _setup(tiny_teacher_dir, start_text="general", init_candidates=2, guess_lr=0.05)
     synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
     random_starts = ASDFD(teacher, space, _setup(tiny_teacher_dir)[0], torch.device("cpu"), torch.Generator())

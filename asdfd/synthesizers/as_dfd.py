@@ -24,11 +24,9 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
 
-from ..data import general_corpus
 from ..losses import kd_per_sample
 from ..selfsup import build_task
 from .base import PseudoBatch, Synthesizer
-from .text_bank import TextBank
 
 
 @dataclass
@@ -66,7 +64,7 @@ class ASDFD(Synthesizer):
             self.vocab_row = torch.zeros(space.vocab_size, dtype=torch.long)
             self.vocab_row[space.ordinary] = torch.arange(len(space.ordinary))
         # start_text "general": starts are lines of general English, so the run reads real text
-        self.bank = TextBank(space, general_corpus(), cfg.max_len + 2) if cfg.start_text == "general" else None
+        self.bank = self.general_bank if cfg.start_text == "general" else None
         self.reads_general_text = self.reads_general_text or self.bank is not None
 
     def parameters(self) -> list[torch.nn.Parameter]:

@@ -11,6 +11,7 @@ optimises ``parameters()`` together with the student. A new method is one subcla
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -142,9 +143,15 @@ class Synthesizer:
         self.n_crafted = 0  # samples asked for (the pseudo-sample budget)
         self.n_pooled = 0  # samples that entered the pool (more, with the guessing trajectory)
         # fresh_text "general": the fresh rows of student batches are lines of general English
-        self.fresh_bank = TextBank(space, general_corpus(), cfg.max_len + 2) if cfg.fresh_random > 0 and cfg.fresh_text == "general" else None
+        self.fresh_bank = self.general_bank if cfg.fresh_random > 0 and cfg.fresh_text == "general" else None
         if self.fresh_bank is not None:  # else the class says (general-text reads text whatever its fresh rows)
             self.reads_general_text = True
+
+    @cached_property
+    def general_bank(self) -> TextBank:
+        """The general corpus as word pieces, in the pool's frame width; tokenised once per run,
+        whichever parts read it (general-text's samples, general starts, fresh rows)."""
+        return TextBank(self.space, general_corpus(), self.cfg.max_len + 2)
 
     # ---- to implement
     def craft(self, n: int, student: PreTrainedModel) -> PseudoBatch:

@@ -13,9 +13,7 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel
 
-from ..data import general_corpus
 from .base import PseudoBatch, Synthesizer
-from .text_bank import TextBank
 
 
 class GeneralText(Synthesizer):
@@ -27,7 +25,7 @@ class GeneralText(Synthesizer):
     def __init__(self, teacher, space, cfg, device, generator):
         super().__init__(teacher, space, cfg, device, generator)
         self.width = cfg.max_len + 2  # + [CLS] and [SEP]: the pseudo samples' frame, which the pool keeps
-        self.bank = TextBank(space, general_corpus(), self.width)
+        self.bank = self.general_bank
 
     @torch.inference_mode()
     def craft(self, n: int, student: PreTrainedModel) -> PseudoBatch:

@@ -117,6 +117,10 @@ class DistillConfig:
     # decay of an exponential moving average of the student's weights, updated after every step;
     # the average is the student that is evaluated and saved (0: off, the last weights)
     ema: float = 0.0
+    # keep the student's whole embedding block (position and token-type embeddings, its LayerNorm)
+    # as copied from the teacher; the word-embedding matrix is always frozen. Pseudo embeddings lie
+    # off the word pieces, and a block trained on them may map real word pieces differently
+    freeze_embeddings: bool = False
     replay_size: int = 4096
     replay_hardness: int = 1  # >1: train on the batch the student matches worst among this many times as many draws
     # fraction of each student batch replaced by token-level mixtures of two pool samples;

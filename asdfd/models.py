@@ -139,7 +139,7 @@ def eager_attention(*models: PreTrainedModel, when: bool = True):
             m.set_attn_implementation(impl)
 
 
-def build_student(teacher: PreTrainedModel, layers: list[int]) -> PreTrainedModel:
+def build_student(teacher: PreTrainedModel, layers: list[int], freeze_embeddings: bool = False) -> PreTrainedModel:
     """A student of the teacher's class and width with ``len(layers)`` layers copied from it.
 
     Embeddings, pooler and classifier are copied too; every other weight keeps its name. The
@@ -161,6 +161,11 @@ def build_student(teacher: PreTrainedModel, layers: list[int]) -> PreTrainedMode
         new_state[key] = t_state[src].detach().clone()
     student.load_state_dict(new_state, strict=True)
     student.get_input_embeddings().weight.requires_grad_(False)
+    if freeze_embeddings:
+        block = getattr(student.base_model, "embeddings", None)
+        if block is None:
+            raise UserError(f"freeze_embeddings: {type(student).__name__} has no embedding block at base_model.embeddings; drop --freeze-embeddings")
+        block.requires_grad_(False)
     student.train()
     return student
 

@@ -905,3 +905,19 @@ def test_ema_saves_the_moving_average_of_the_students_weights(tiny_teacher_dir):
     assert not torch.allclose(final["classifier.weight"], seen[-1]["classifier.weight"])  # not the last weights
     with pytest.raises(UserError, match="ema must be in"):
         tiny_distill_config(ema=1.0).validate()
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_freeze_embeddings_keeps_the_students_embedding_block_as_copied(tiny_teacher_dir, freeze):
+    from asdfd.distiller import Distiller
+
+    d = Distiller(tiny_teacher_dir, tiny_distill_config(freeze_embeddings=freeze, student_steps=3))
+    before = {k: v.detach().clone() for k, v in d.student.named_parameters()}
+    result = d.run()
+    after = dict(result.student.named_parameters())
+    block = [k for k in before if ".embeddings." in k and "word_embeddings" not in k]
+    assert block  # position, token-type embeddings and the block's LayerNorm
+    moved = {k: not torch.equal(before[k], after[k]) for k in before}
+    assert not moved["bert.embeddings.word_embeddings.weight"]  # always frozen
+    assert any(moved[k] for k in block) != freeze
+    assert moved["classifier.weight"] and any(moved[k] for k in before if ".encoder." in k)  # the rest still learns

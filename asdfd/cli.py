@@ -68,7 +68,7 @@ CONFIG_HELP = {
     "lambda_attn": "weight of attention KD between copied layers (KL of attention distributions; 0: off)",
     "lambda_jac": "weight of input-gradient matching between student and teacher (0: off; slower steps)",
     "ema": "decay of a moving average of the student's weights, saved instead of the last weights (0: off)",
-    "freeze_embeddings": "keep the student's embedding block (positions, token types, LayerNorm) as copied from the teacher",
+    "embedding_lr_scale": "learning rate of the student's embedding block (positions, token types, LayerNorm), times --lr (0: frozen as copied)",
     "replay_size": "replay pool capacity, in samples",
     "replay_hardness": "k > 1: each student batch is the part of k batches of pool draws the student matches worst",
     "mix": "fraction of each student batch replaced by token-level mixtures of two pool samples (default: as-dfd 0.5, others 0)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,10 +118,10 @@ class DistillConfig:
     # decay of an exponential moving average of the student's weights, updated after every step;
     # the average is the student that is evaluated and saved (0: off, the last weights)
     ema: float = 0.0
-    # keep the student's whole embedding block (position and token-type embeddings, its LayerNorm)
-    # as copied from the teacher; the word-embedding matrix is always frozen. Pseudo embeddings lie
-    # off the word pieces, and a block trained on them may map real word pieces differently
-    freeze_embeddings: bool = False
+    # learning rate of the student's embedding block (position and token-type embeddings, its
+    # LayerNorm) as a multiple of lr; 0 keeps the block as copied from the teacher. The
+    # word-embedding matrix is always frozen: pseudo embeddings live in it
+    embedding_lr_scale: float = 1.0
     replay_size: int = 4096
     replay_hardness: int = 1  # >1: train on the batch the student matches worst among this many times as many draws
     # fraction of each student batch replaced by token-level mixtures of two pool samples;
@@ -220,6 +221,8 @@ class DistillConfig:
             raise UserError(f"crop must be in [0, 1 - mix - fresh_random - bridge] = [0, {max(0.0, rest):g}], got {self.crop}; lower it")
         if REGISTRY[self.method].needs_data and (self.mix > 0 or self.fresh_random > 0 or self.bridge > 0 or self.crop > 0):
             raise UserError(f"method '{self.method}' trains on real text only; mix, fresh_random, bridge and crop apply to pseudo samples, pass 0")
+        if not (math.isfinite(self.embedding_lr_scale) and self.embedding_lr_scale >= 0):
+            raise UserError(f"embedding_lr_scale must be >= 0 (0: the embedding block stays as copied), got {self.embedding_lr_scale}")
         if not 0.0 <= self.ema < 1.0:
             raise UserError(f"ema must be in [0, 1) (0: no weight averaging), got {self.ema}")
         for name in ("lambda_hidden", "lambda_attn", "lambda_jac", "lambda_adv", "lambda_disagree", "lambda_diverse", "soft_tokens"):

@@ -31,7 +31,7 @@ from .checkpoint import CHECKPOINT, Interrupted, load_checkpoint, partial_dir, r
 from .config import DistillConfig, save_config
 from .errors import UserError
 from .losses import attention_loss, hidden_loss, input_gradient_loss, kd_loss
-from .models import TokenSpace, build_student, eager_attention, load_teacher, load_tokenizer, resolve_student_layers
+from .models import TokenSpace, build_student, eager_attention, embedding_block, load_teacher, load_tokenizer, resolve_student_layers
 from .runtime import atomic_dir, autocast, check_output_dir, progress, resolve_device, seed_everything, set_threads, stop_on_sigint
 
 REPORT_NAME = "distill_report.json"
@@ -92,7 +92,7 @@ class Distiller:
             )
         n_teacher = int(self.teacher.config.num_hidden_layers)
         self.layers = resolve_student_layers(n_teacher, cfg.student_layers)
-        self.student = build_student(self.teacher, self.layers, cfg.freeze_embeddings).to(self.device)
+        self.student = build_student(self.teacher, self.layers, freeze_embeddings=cfg.embedding_lr_scale == 0).to(self.device)
         self.synth = synthesizers.build(cfg.method, self.teacher, self.space, self.local, self.device, self.generator)
         self.ranks.broadcast([*self.student.parameters(), *self.synth.parameters()])  # one starting point
         # the moving average of the student's weights (cfg.ema > 0); buffers are constants here
@@ -102,14 +102,26 @@ class Distiller:
 
     def _optimizer(self) -> tuple[torch.optim.Optimizer, object]:
         cfg = self.cfg
-        decay, no_decay = [], []
+        # the embedding block gets its own learning rate when it is neither frozen nor at lr
+        scaled = {id(p) for p in embedding_block(self.student).parameters()} if cfg.embedding_lr_scale not in (0, 1) else set()
+        decay, no_decay, scaled_decay, scaled_no_decay = [], [], [], []
         for name, p in self.student.named_parameters():
             if p.requires_grad:
-                (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+                no_wd = p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name
+                if id(p) in scaled:
+                    (scaled_no_decay if no_wd else scaled_decay).append(p)
+                else:
+                    (no_decay if no_wd else decay).append(p)
         groups = [
             {"params": decay, "weight_decay": cfg.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ]
+        if scaled:
+            emb_lr = cfg.lr * cfg.embedding_lr_scale
+            groups += [
+                {"params": scaled_decay, "weight_decay": cfg.weight_decay, "lr": emb_lr},
+                {"params": scaled_no_decay, "weight_decay": 0.0, "lr": emb_lr},
+            ]
         extra = self.synth.parameters()
         if extra:  # a fresh head learns faster than the pretrained student
             groups.append({"params": extra, "weight_decay": 0.0, "lr": 1e-3})

@@ -162,12 +162,18 @@ def build_student(teacher: PreTrainedModel, layers: list[int], freeze_embeddings
     student.load_state_dict(new_state, strict=True)
     student.get_input_embeddings().weight.requires_grad_(False)
     if freeze_embeddings:
-        block = getattr(student.base_model, "embeddings", None)
-        if block is None:
-            raise UserError(f"freeze_embeddings: {type(student).__name__} has no embedding block at base_model.embeddings; drop --freeze-embeddings")
-        block.requires_grad_(False)
+        embedding_block(student).requires_grad_(False)
     student.train()
     return student
+
+
+def embedding_block(model: PreTrainedModel) -> torch.nn.Module:
+    """The module that turns input embeddings into the first layer's input (positions, token
+    types, LayerNorm): ``base_model.embeddings`` in BERT, RoBERTa and MPNet."""
+    block = getattr(model.base_model, "embeddings", None)
+    if not isinstance(block, torch.nn.Module):
+        raise UserError(f"{type(model).__name__} has no embedding block at base_model.embeddings; leave --embedding-lr-scale at 1")
+    return block
 
 
 def frequency_ranks(tokens: list[str]) -> torch.Tensor:

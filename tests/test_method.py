@@ -907,17 +907,26 @@ def test_ema_saves_the_moving_average_of_the_students_weights(tiny_teacher_dir):
         tiny_distill_config(ema=1.0).validate()
 
 
-@pytest.mark.parametrize("freeze", [False, True])
-def test_freeze_embeddings_keeps_the_students_embedding_block_as_copied(tiny_teacher_dir, freeze):
+@pytest.mark.parametrize("scale", [1.0, 0.0, 10.0])
+def test_embedding_lr_scale_sets_how_the_students_embedding_block_learns(tiny_teacher_dir, scale):
     from asdfd.distiller import Distiller
+    from asdfd.models import embedding_block
 
-    d = Distiller(tiny_teacher_dir, tiny_distill_config(freeze_embeddings=freeze, student_steps=3))
+    cfg = tiny_distill_config(embedding_lr_scale=scale, student_steps=3)
+    d = Distiller(tiny_teacher_dir, cfg)
+    block = {id(p) for p in embedding_block(d.student).parameters()}
+    lrs = {id(p): g["lr"] for g in d._optimizer()[0].param_groups for p in g["params"]}
+    trainable = [p for p in embedding_block(d.student).parameters() if p.requires_grad]
+    assert len(trainable) == (0 if scale == 0 else 4)  # position and token-type embeddings, LayerNorm weight and bias
+    for p in trainable:
+        assert lrs[id(p)] == pytest.approx(cfg.lr * scale)
+    assert {lrs[i] for i in lrs if i not in block} <= {cfg.lr, 1e-3}  # the rest (and a method's extra head) unchanged
     before = {k: v.detach().clone() for k, v in d.student.named_parameters()}
-    result = d.run()
-    after = dict(result.student.named_parameters())
-    block = [k for k in before if ".embeddings." in k and "word_embeddings" not in k]
-    assert block  # position, token-type embeddings and the block's LayerNorm
+    after = dict(d.run().student.named_parameters())
+    names = [k for k in before if ".embeddings." in k and "word_embeddings" not in k]
     moved = {k: not torch.equal(before[k], after[k]) for k in before}
     assert not moved["bert.embeddings.word_embeddings.weight"]  # always frozen
-    assert any(moved[k] for k in block) != freeze
+    assert any(moved[k] for k in names) == (scale != 0)
     assert moved["classifier.weight"] and any(moved[k] for k in before if ".encoder." in k)  # the rest still learns
+    with pytest.raises(UserError, match="embedding_lr_scale must be"):
+        tiny_distill_config(embedding_lr_scale=-1.0).validate()

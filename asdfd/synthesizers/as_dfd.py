@@ -70,10 +70,6 @@ class ASDFD(Synthesizer):
     def parameters(self) -> list[torch.nn.Parameter]:
         return list(self.task.parameters()) if self.task is not None else []
 
-    def stats(self) -> dict:
-        stats = super().stats()
-        return stats if self.bank is None else {**stats, "general_texts": len(self.bank)}
-
     def modules(self) -> dict:
         return {"task": self.task} if self.task is not None else {}
 

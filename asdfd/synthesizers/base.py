@@ -334,7 +334,8 @@ class Synthesizer:
             "teacher_mean_max_prob": self.confidence_sum / n,
             "teacher_mean_target_prob": (self.target_prob_sum / self.n_targeted) if self.n_targeted else None,
         }
-        return stats if self.fresh_bank is None else {**stats, "general_texts": len(self.fresh_bank)}
+        # every run that reads general text (general-text, general starts, fresh rows) reads this bank
+        return {**stats, "general_texts": len(self.general_bank)} if self.reads_general_text else stats
 
     # ---- helpers for subclasses
     def random_frame(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

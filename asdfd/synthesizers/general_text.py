@@ -34,6 +34,3 @@ class GeneralText(Synthesizer):
         attn, slot = attn.to(self.device), slot.to(self.device)
         logits = self.teacher_logits(embeds, attn)
         return PseudoBatch(embeds, attn, slot, torch.full((n,), -1, dtype=torch.long, device=self.device), logits)
-
-    def stats(self) -> dict:
-        return {**super().stats(), "general_texts": len(self.bank)}

@@ -69,7 +69,7 @@ CONFIG_HELP = {
     "lambda_jac": "weight of input-gradient matching between student and teacher (0: off; slower steps)",
     "ema": "decay of a moving average of the student's weights, saved instead of the last weights (0: off)",
     "embedding_lr_scale": "learning rate of the student's embedding block (positions, token types, LayerNorm), times --lr (0: frozen as copied)",
-    "replay_size": "replay pool capacity, in samples",
+    "replay_size": "replay pool capacity, in samples (default: as-dfd the newest crafted batch, --batch-size; others 4096)",
     "replay_hardness": "k > 1: each student batch is the part of k batches of pool draws the student matches worst",
     "mix": "fraction of each student batch replaced by token-level mixtures of two pool samples (default: as-dfd 0.5, others 0)",
     "mix_kind": "tokens | span | interpolate: a mixture swaps random tokens, one contiguous span, or interpolates the embeddings",
@@ -94,7 +94,7 @@ def _parse_bool(text: str) -> bool:
 
 
 DATA_FIELDS = ("data", "text_column", "label_column")
-FLAG_TYPES = {"mix": float}  # options whose default (None) does not tell their type
+FLAG_TYPES = {"mix": float, "replay_size": int}  # options whose default (None) does not tell their type
 
 
 def _add_config_flags(p: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:

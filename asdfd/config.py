@@ -19,7 +19,8 @@ class DistillConfig:
 
     Budget: the student takes ``student_steps`` optimiser steps on batches of ``batch_size``;
     ``pseudo_samples`` samples are crafted in total, spread evenly over those steps, and kept in a
-    replay pool of ``replay_size`` from which student batches are drawn.
+    replay pool of ``replay_size`` from which student batches are drawn (AS-DFD's default pool holds
+    only the newest crafted batch).
     """
 
     method: str = "as-dfd"
@@ -122,7 +123,10 @@ class DistillConfig:
     # LayerNorm) as a multiple of lr; 0 keeps the block as copied from the teacher. The
     # word-embedding matrix is always frozen: pseudo embeddings live in it
     embedding_lr_scale: float = 1.0
-    replay_size: int = 4096
+    # capacity of the replay pool student batches are drawn from, in samples; None: the method's own
+    # default, resolved by validate(): as-dfd keeps only the newest crafted batch (batch_size
+    # samples, or all its pooled samples with trajectory), the other methods 4096
+    replay_size: int | None = None
     replay_hardness: int = 1  # >1: train on the batch the student matches worst among this many times as many draws
     # fraction of each student batch replaced by token-level mixtures of two pool samples;
     # None: the method's own default (as-dfd 0.5, the baselines 0), resolved by validate()
@@ -160,12 +164,15 @@ class DistillConfig:
 
         if self.method not in available():
             raise UserError(f"unknown method '{self.method}'; choose one of {', '.join(available())}")
+        from .synthesizers import REGISTRY
+
+        if self.replay_size is None:  # None from the method: the newest crafted batch, with its trajectory when that is pooled
+            newest = self.batch_size * (self.guess_steps + self.adv_steps + 1 if self.trajectory else 1)
+            self.replay_size = REGISTRY[self.method].default_replay_size or newest
         positive = ("student_steps", "batch_size", "pseudo_samples", "min_len", "max_len", "replay_size", "replay_hardness")
         for name in (*positive, "num_processes", "init_candidates"):
             if getattr(self, name) <= 0:
                 raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}; pass a value >= 1")
-        from .synthesizers import REGISTRY
-
         if REGISTRY[self.method].needs_data and not self.data:
             raise UserError(f"method '{self.method}' distils on real text; pass --data trec|mr|bbc or a .csv/.jsonl file")
         for name in ("guess_steps", "adv_steps", "heldout_samples", "generator_steps", "checkpoint_every", "token_flips"):

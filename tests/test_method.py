@@ -305,6 +305,24 @@ def test_replay_pool_is_bounded_fifo(tiny_teacher_dir):
     assert torch.equal(pool.store.embeds, b.embeds)
 
 
+def test_as_dfd_pools_only_the_newest_batch_by_default_and_the_baselines_4096(tiny_teacher_dir):
+    from asdfd.config import DistillConfig
+
+    assert DistillConfig().validate().replay_size == DistillConfig().batch_size == 32
+    assert DistillConfig(batch_size=64).validate().replay_size == 64  # one crafted batch, whatever its size
+    assert DistillConfig(trajectory=True).validate().replay_size == 32 * (5 + 1 + 1)  # ... with its guessing trajectory
+    assert DistillConfig(method="random-text").validate().replay_size == 4096
+    assert DistillConfig(replay_size=100).validate().replay_size == 100  # an explicit size wins
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, replay_size=None, mix=0.0, ss_task="none")
+    synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    first = synth.synthesize(student)
+    newest = synth.synthesize(student)
+    assert synth.pool.size == cfg.batch_size == 8
+    drawn = synth.sample(32).embeds
+    assert all(any(torch.equal(d, z) for z in newest.embeds) for d in drawn)  # every draw is from the newest batch
+    assert not any(torch.equal(d, z) for d in drawn for z in first.embeds)
+
+
 def test_shuffle_task_permutes_only_pseudo_tokens_of_shuffled_samples(tiny_teacher_dir, monkeypatch):
     import asdfd.selfsup as ss
 

@@ -48,6 +48,7 @@ class ASDFD(Synthesizer):
 
     name = "as-dfd"
     default_mix = 0.5  # chosen on the validation splits (docs/RESULTS.md)
+    default_replay_size = None  # the pool holds only the newest crafted batch; chosen on the validation splits too
 
     def __init__(self, teacher, space, cfg, device, generator):
         super().__init__(teacher, space, cfg, device, generator)

@@ -166,9 +166,8 @@ class DistillConfig:
             raise UserError(f"unknown method '{self.method}'; choose one of {', '.join(available())}")
         from .synthesizers import REGISTRY
 
-        if self.replay_size is None:  # None from the method: the newest crafted batch, with its trajectory when that is pooled
-            newest = self.batch_size * (self.guess_steps + self.adv_steps + 1 if self.trajectory else 1)
-            self.replay_size = REGISTRY[self.method].default_replay_size or newest
+        if self.replay_size is None:
+            self.replay_size = REGISTRY[self.method].default_replay_size(self)
         positive = ("student_steps", "batch_size", "pseudo_samples", "min_len", "max_len", "replay_size", "replay_hardness")
         for name in (*positive, "num_processes", "init_candidates"):
             if getattr(self, name) <= 0:

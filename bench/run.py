@@ -95,15 +95,20 @@ def parse_set(pairs: list[str]) -> dict:
     return out
 
 
+def cell_config(dataset: str, overrides: dict | None, seed: int, extra: dict) -> DistillConfig:
+    """A cell's resolved config: its variant's overrides on the package defaults, at fp32."""
+    settings = {"precision": "fp32", **(overrides or {}), **extra}
+    if REGISTRY[settings.get("method", DistillConfig.method)].needs_data:
+        settings["data"] = dataset  # the references read this dataset's train split
+    return DistillConfig(seed=seed, **settings).validate()
+
+
 def run_cell(dataset: str, variant: str, overrides: dict | None, seed: int, extra: dict, teacher_cfg: TeacherConfig) -> dict:
     teacher_dir = cached_teacher(dataset, teacher_cfg)
     teacher = load_teacher(teacher_dir)
     tokenizer = load_tokenizer(teacher_dir)
     splits = {s: load_dataset(dataset, s) for s in ("validation", "test")}
-    settings = {"precision": "fp32", **(overrides or {}), **extra}
-    if REGISTRY[settings.get("method", DistillConfig.method)].needs_data:
-        settings["data"] = dataset  # the references read this dataset's train split
-    cfg = DistillConfig(seed=seed, **settings).validate()
+    cfg = cell_config(dataset, overrides, seed, extra)
     curve: list[dict] = []
     every = max(1, cfg.student_steps // CURVE_POINTS)
 

@@ -122,9 +122,7 @@ def test_committed_cells_match_their_variants_under_the_current_defaults():
     value in bench/variants.yaml, or move the cells to a name that does)."""
     from pathlib import Path
 
-    from asdfd.config import DistillConfig
-    from asdfd.synthesizers import REGISTRY
-    from bench.run import QUICK
+    from bench.run import QUICK, cell_config
 
     variants, _ = load_variants()
     cells = sorted((Path(__file__).parents[1] / "bench" / "results").rglob("seed*.json"))
@@ -134,10 +132,8 @@ def test_committed_cells_match_their_variants_under_the_current_defaults():
         cell = json.loads(path.read_text())
         if cell["config"] is None:  # the untrained student
             continue
-        settings = {"precision": "fp32", **variants[cell["variant"]], **(QUICK["overrides"] if "quick" in path.parts else {})}
-        if REGISTRY[settings["method"]].needs_data:
-            settings["data"] = cell["dataset"]
-        now = DistillConfig(seed=cell["seed"], **settings).validate().to_dict()
+        extra = QUICK["overrides"] if "quick" in path.parts else {}
+        now = cell_config(cell["dataset"], variants[cell["variant"]], cell["seed"], extra).to_dict()
         inert = set(AS_DFD_ONLY) if now["method"] != "as-dfd" else {"init_pick"} if now["init_candidates"] == 1 else set()
         diff = {k: (v, now[k]) for k, v in cell["config"].items() if k in now and k not in inert and v != now[k]}
         if diff:

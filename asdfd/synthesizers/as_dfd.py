@@ -48,7 +48,12 @@ class ASDFD(Synthesizer):
 
     name = "as-dfd"
     default_mix = 0.5  # chosen on the validation splits (docs/RESULTS.md)
-    default_replay_size = None  # the pool holds only the newest crafted batch; chosen on the validation splits too
+
+    @classmethod
+    def default_replay_size(cls, cfg) -> int:
+        """Only the newest crafted batch (chosen on the validation splits, docs/RESULTS.md), with its
+        guessing trajectory when ``trajectory`` pools that too."""
+        return cfg.batch_size * (cfg.guess_steps + cfg.adv_steps + 1 if cfg.trajectory else 1)
 
     def __init__(self, teacher, space, cfg, device, generator):
         super().__init__(teacher, space, cfg, device, generator)

@@ -118,8 +118,12 @@ class Synthesizer:
     reads_general_text = False  # True: the run reads real general-domain text, not task data (general-text; general starts or fresh rows)
     hard_labels = False  # True: the student learns the batch's ``targets`` (gold labels), not the teacher
     default_mix = 0.0  # share of each student batch made of token-level mixtures unless cfg.mix says otherwise
-    default_replay_size: int | None = 4096  # pool capacity unless cfg.replay_size says otherwise; None: one crafted batch
     PARTNER_DRAWS = 4  # pool draws searched for a mixture partner of another class (mix_partner other-class)
+
+    @classmethod
+    def default_replay_size(cls, cfg) -> int:
+        """Pool capacity unless ``cfg.replay_size`` says otherwise."""
+        return 4096
 
     def __init__(
         self,

@@ -229,7 +229,12 @@ def run_and_save(c: Cell) -> None:
 
 
 def _worker_threads(jobs: int) -> None:
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs))
+    """Share the cores out among the workers. The environment variable matters as much as the call:
+    the library's set_threads() (run by the Distiller) otherwise raises every worker back to all the
+    cores, and N workers x all the cores oversubscribe the CPU (several times slower)."""
+    n = max(1, (os.cpu_count() or 1) // jobs)
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    torch.set_num_threads(n)
 
 
 def run_cells(pending: list[Cell], jobs: int) -> int:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from asdfd.errors import UserError
 from bench.report import summarize
-from bench.run import expand, load_variants, parse_set
+from asdfd.runtime import set_threads
+from bench.run import _worker_threads, expand, load_variants, parse_set
 
 
 def test_groups_expand_and_unknown_names_are_refused():
@@ -139,3 +141,17 @@ def test_committed_cells_match_their_variants_under_the_current_defaults():
         if diff:
             stale.append(f"{path}: {diff}")
     assert not stale, "\n".join(stale)
+
+
+def test_worker_thread_share_survives_the_librarys_thread_setting(monkeypatch):
+    """A --jobs worker gets its share of the cores, and the Distiller's set_threads() keeps it
+    (it used to raise every worker back to all the cores: oversubscribed, several times slower)."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # restored (removed) after the test
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    before = torch.get_num_threads()
+    try:
+        _worker_threads(jobs=64)
+        set_threads()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from asdfd.errors import UserError
-from bench.report import summarize
 from asdfd.runtime import set_threads
+from bench.report import summarize
 from bench.run import _worker_threads, expand, load_variants, parse_set
 
 

@@ -146,7 +146,8 @@ def test_committed_cells_match_their_variants_under_the_current_defaults():
 def test_worker_thread_share_survives_the_librarys_thread_setting(monkeypatch):
     """A --jobs worker gets its share of the cores, and the Distiller's set_threads() keeps it
     (it used to raise every worker back to all the cores: oversubscribed, several times slower)."""
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # restored (removed) after the test
+    monkeypatch.setenv("OMP_NUM_THREADS", "0")  # records the variable's state, so the test's write is undone
+    monkeypatch.delenv("OMP_NUM_THREADS")
     monkeypatch.setattr("os.cpu_count", lambda: 64)
     before = torch.get_num_threads()
     try:

@@ -142,8 +142,14 @@ def run_cell(dataset: str, variant: str, overrides: dict | None, seed: int, extr
         "phase_time_s": phases or None,
         "synthesis": report.get("synthesis"),
         "heldout_pseudo_agreement": report.get("heldout_pseudo_agreement"),
-        "machine": {"cpu_threads": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
+        "machine": machine_info(report.get("device")),
     }
+
+
+def machine_info(device: str | None) -> dict:
+    """Where a cell ran: the CPU side always, and the device its run used (a GPU by name)."""
+    gpu = torch.cuda.get_device_name(torch.device(device)) if device and device.startswith("cuda") else None
+    return {"cpu_threads": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__, "device": device, "gpu": gpu}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -156,3 +156,11 @@ def test_worker_thread_share_survives_the_librarys_thread_setting(monkeypatch):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_cell_records_the_device_it_ran_on():
+    from bench.run import machine_info
+
+    cpu = machine_info("cpu")
+    assert cpu["device"] == "cpu" and cpu["gpu"] is None and cpu["cpu_threads"] == torch.get_num_threads()
+    assert machine_info(None)["gpu"] is None  # the untrained student distils nothing

@@ -38,3 +38,9 @@ def test_distils_on_cuda(tiny_teacher_dir, tiny_csv, kw):
     result = distill(tiny_teacher_dir, None, cfg)
     assert next(result.student.parameters()).device.type == "cuda"
     assert result.report["device"].startswith("cuda") and result.report["skipped_steps"] == 0
+
+
+def test_a_benchmark_cell_names_its_gpu():
+    from bench.run import machine_info
+
+    assert machine_info("cuda")["gpu"] == torch.cuda.get_device_name()

@@ -61,14 +61,21 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+# torch's own thread count when asdfd was imported; a different count later is the caller's choice
+_TORCH_DEFAULT_THREADS = torch.get_num_threads()
+
+
 def set_threads() -> None:
-    """Use every core the process may run on, unless the user pinned a count already."""
-    if "OMP_NUM_THREADS" not in os.environ:
-        try:
-            n = len(os.sched_getaffinity(0))
-        except AttributeError:  # pragma: no cover - non-Linux
-            n = os.cpu_count() or 1
-        torch.set_num_threads(max(1, n))
+    """Use every core the process may run on (torch's default counts physical cores only, which can
+    leave hyper-threads or a container's share idle), unless a count was chosen already: through
+    ``OMP_NUM_THREADS``, or with ``torch.set_num_threads()`` after asdfd was imported."""
+    if "OMP_NUM_THREADS" in os.environ or torch.get_num_threads() != _TORCH_DEFAULT_THREADS:
+        return
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        n = os.cpu_count() or 1
+    torch.set_num_threads(max(1, n))
 
 
 def progress(iterable=None, **kwargs):

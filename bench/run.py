@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import multiprocessing
 import os
@@ -43,6 +44,7 @@ from asdfd.evaluator import evaluate_model
 from asdfd.models import build_student, load_teacher, load_tokenizer, resolve_student_layers
 from asdfd.runtime import atomic_write_text
 from asdfd.synthesizers import REGISTRY
+from asdfd.teacher import REPORT_NAME as TEACHER_REPORT
 
 from .report import summarize
 from .speed import SECTIONS, run_speed
@@ -136,6 +138,7 @@ def run_cell(dataset: str, variant: str, overrides: dict | None, seed: int, extr
         "validation": evals["validation"],
         "test": evals["test"],
         "teacher_test_accuracy": evals["test"]["teacher_accuracy"],
+        "teacher_sha256": teacher_identity(teacher_dir)["sha256"],
         "curve": curve,
         "distill_wall_time_s": round(sum(phases.values()), 1),  # load + synthesis + student + held-out check
         "cell_wall_time_s": round(wall, 1),  # also the learning curve's evaluations
@@ -150,6 +153,36 @@ def machine_info(device: str | None) -> dict:
     """Where a cell ran: the CPU side always, and the device its run used (a GPU by name)."""
     gpu = torch.cuda.get_device_name(torch.device(device)) if device and device.startswith("cuda") else None
     return {"cpu_threads": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__, "device": device, "gpu": gpu}
+
+
+def teacher_identity(teacher_dir: Path) -> dict:
+    """What tells one trained teacher from another: the SHA-256 of its weights, and its test
+    accuracy from training. Teacher training repeats on one machine but not across machines, so
+    a cached teacher may differ from the one a results folder's cells were made with."""
+    digest = hashlib.sha256()
+    for weights in sorted(teacher_dir.glob("*.safetensors")):
+        with open(weights, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    report = json.loads((teacher_dir / TEACHER_REPORT).read_text())
+    return {"sha256": digest.hexdigest(), "test_accuracy": report["test_accuracy"]}
+
+
+def check_same_teacher(results: Path, dataset: str, teacher: dict) -> None:
+    """Refuse to add cells to a folder whose cells of ``dataset`` came from another teacher: a table
+    that mixes teachers compares nothing. Cells record their teacher's weights hash; older cells
+    only its test accuracy, which tells these teachers apart too."""
+    for path in sorted((results / "runs" / dataset).glob("*/seed*.json")):
+        cell = json.loads(path.read_text())
+        if "teacher_sha256" in cell:
+            same = cell["teacher_sha256"] == teacher["sha256"]
+        else:
+            same = abs(cell["teacher_test_accuracy"] - teacher["test_accuracy"]) < 1e-9
+        if not same:
+            raise UserError(
+                f"{path} was made with another {dataset} teacher (test accuracy {100 * cell['teacher_test_accuracy']:.2f}; "
+                f"the cached one here: {100 * teacher['test_accuracy']:.2f}); pass --results with a separate folder for this teacher's cells"
+            )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -205,6 +238,11 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"skip {out} (done)")
                     continue
                 pending.append(Cell(dataset, label, variants[name], seed, extra if variants[name] is not None else {}, teacher_cfg, out))
+    try:
+        for dataset in dict.fromkeys(c.dataset for c in pending):  # a missing teacher is trained once, here, not by every worker
+            check_same_teacher(results, dataset, teacher_identity(cached_teacher(dataset, teacher_cfg)))
+    except UserError as e:
+        raise SystemExit(f"bench: error: {e}") from None
     failed = run_cells(pending, args.jobs)
     summarize(results)
     if failed:
@@ -235,23 +273,21 @@ def run_and_save(c: Cell) -> None:
 
 
 def _worker_threads(jobs: int) -> None:
-    """Share the cores out among the workers. The environment variable matters as much as the call:
-    the library's set_threads() (run by the Distiller) otherwise raises every worker back to all the
-    cores, and N workers x all the cores oversubscribe the CPU (several times slower)."""
+    """Share the cores out among the workers. The environment variable makes the share binding: the
+    library's set_threads() (run by the Distiller) would raise a share equal to torch's own default
+    count back to all the cores, and N workers x all the cores oversubscribe the CPU (several times slower)."""
     n = max(1, (os.cpu_count() or 1) // jobs)
     os.environ["OMP_NUM_THREADS"] = str(n)
     torch.set_num_threads(n)
 
 
 def run_cells(pending: list[Cell], jobs: int) -> int:
-    """Run the cells, in ``jobs`` worker processes when > 1; returns how many failed (a failed
-    cell writes nothing, so a rerun retries it)."""
+    """Run the cells, in ``jobs`` worker processes when > 1 (their teachers trained already);
+    returns how many failed (a failed cell writes nothing, so a rerun retries it)."""
     if jobs == 1:
         for cell in pending:
             run_and_save(cell)
         return 0
-    for dataset in dict.fromkeys(c.dataset for c in pending):  # every cell of a run shares one teacher config
-        cached_teacher(dataset, pending[0].teacher_cfg)  # a missing teacher is trained once, here, not by every worker
     failed = 0
     ctx = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_threads, initargs=(jobs,)) as pool:

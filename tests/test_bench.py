@@ -164,3 +164,29 @@ def test_a_cell_records_the_device_it_ran_on():
     cpu = machine_info("cpu")
     assert cpu["device"] == "cpu" and cpu["gpu"] is None and cpu["cpu_threads"] == torch.get_num_threads()
     assert machine_info(None)["gpu"] is None  # the untrained student distils nothing
+
+
+def test_cells_of_another_teacher_are_refused(tmp_path):
+    """Teacher training repeats per machine, not across machines: adding a cell made with this
+    machine's teacher to a folder made with another would mix two teachers in one table."""
+    from bench.run import check_same_teacher, teacher_identity
+
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "model.safetensors").write_bytes(b"weights")
+    (teacher / "teacher_report.json").write_text(json.dumps({"test_accuracy": 0.9}))
+    ident = teacher_identity(teacher)
+    cell = tmp_path / "results" / "runs" / "trec" / "as-dfd" / "seed0.json"
+    cell.parent.mkdir(parents=True)
+    check_same_teacher(tmp_path / "results", "trec", ident)  # nothing there yet
+
+    cell.write_text(json.dumps({"teacher_test_accuracy": 0.9}))  # an older cell: no hash, the accuracy decides
+    check_same_teacher(tmp_path / "results", "trec", ident)
+    cell.write_text(json.dumps({"teacher_test_accuracy": 0.9, "teacher_sha256": ident["sha256"]}))
+    check_same_teacher(tmp_path / "results", "trec", ident)
+    check_same_teacher(tmp_path / "results", "mr", {**ident, "sha256": "other"})  # other datasets are not this one's
+
+    for other in ({"teacher_test_accuracy": 0.85}, {"teacher_test_accuracy": 0.9, "teacher_sha256": "another"}):
+        cell.write_text(json.dumps(other))
+        with pytest.raises(UserError, match="another trec teacher.*--results"):
+            check_same_teacher(tmp_path / "results", "trec", ident)

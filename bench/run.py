@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import multiprocessing
 import os
@@ -34,6 +33,7 @@ from typing import NamedTuple
 import torch
 import yaml
 
+from asdfd.card import weights_sha256
 from asdfd.cli import FLAG_TYPES, defaults_from_config_file
 from asdfd.config import DistillConfig, TeacherConfig, typed_value
 from asdfd.data import load_dataset
@@ -138,7 +138,7 @@ def run_cell(dataset: str, variant: str, overrides: dict | None, seed: int, extr
         "validation": evals["validation"],
         "test": evals["test"],
         "teacher_test_accuracy": evals["test"]["teacher_accuracy"],
-        "teacher_sha256": teacher_identity(teacher_dir)["sha256"],
+        "teacher_sha256": report.get("teacher_sha256") or weights_sha256(teacher_dir),  # the Distiller hashed it already
         "curve": curve,
         "distill_wall_time_s": round(sum(phases.values()), 1),  # load + synthesis + student + held-out check
         "cell_wall_time_s": round(wall, 1),  # also the learning curve's evaluations
@@ -159,13 +159,8 @@ def teacher_identity(teacher_dir: Path) -> dict:
     """What tells one trained teacher from another: the SHA-256 of its weights, and its test
     accuracy from training. Teacher training repeats on one machine but not across machines, so
     a cached teacher may differ from the one a results folder's cells were made with."""
-    digest = hashlib.sha256()
-    for weights in sorted(teacher_dir.glob("*.safetensors")):
-        with open(weights, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
     report = json.loads((teacher_dir / TEACHER_REPORT).read_text())
-    return {"sha256": digest.hexdigest(), "test_accuracy": report["test_accuracy"]}
+    return {"sha256": weights_sha256(teacher_dir), "test_accuracy": report["test_accuracy"]}
 
 
 def check_same_teacher(results: Path, dataset: str, teacher: dict) -> None:

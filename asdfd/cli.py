@@ -39,6 +39,7 @@ CONFIG_HELP = {
     "start_text": "random | general: guess from random word pieces (data-free) or from lines of film dialogue (real text, no task data)",
     "soft_targets": "guess toward (1 - s) * onehot + s / C with s ~ U(0, this) per sample (0: one-hot targets)",
     "token_flips": "discrete guessing: word pieces swapped per sample and guessing step, toward the target (0: continuous steps)",
+    "restart": "share of each crafted batch re-guessed from pooled samples toward a class the teacher does not give them (0: off)",
     "init_noise": "Gaussian noise on the random-token init, relative to the embeddings' std",
     "lambda_norm": "weight of the penalty keeping pseudo-token norms in the real embeddings' range",
     "confidence_stop": "a pseudo sample stops moving once the teacher gives its target this probability",

@@ -67,6 +67,10 @@ class DistillConfig:
     # many random positions per sample to the word piece that lowers the step's loss most (first-order
     # estimate, HotFlip-style), so the samples stay real word-piece sequences; 0: continuous steps
     token_flips: int = 0
+    # counterfactual restarts: this share of each crafted batch starts from samples already in the
+    # replay pool, each guessed toward a class the teacher does not give it, so the sample keeps
+    # most of its old class's evidence and gains just enough of another's (0: every start is new)
+    restart: float = 0.0
     init_noise: float = 0.0  # std of Gaussian noise added to the random-token init, relative to E's std
     lambda_norm: float = 1.0  # keep token vector norms inside the [5%, 95%] range of real word embeddings
     confidence_stop: float = 1.0  # a sample stops moving once teacher p(target) >= this (1.0: never)
@@ -201,6 +205,10 @@ class DistillConfig:
             raise UserError(f"unknown start_text '{self.start_text}'; choose random or general")
         if self.start_text != "random" and self.method != "as-dfd":
             raise UserError(f"start_text sets where as-dfd's guessing starts; method '{self.method}' has no such start, pass start_text random")
+        if not 0.0 <= self.restart <= 1.0:
+            raise UserError(f"restart must be in [0, 1] (0: every crafted sample starts new), got {self.restart}")
+        if self.restart > 0 and (self.method != "as-dfd" or self.soft_tokens > 0 or self.token_flips > 0):
+            raise UserError("restart re-guesses pooled samples with continuous steps; use it with method as-dfd, soft_tokens 0, token_flips 0")
         if not 0.0 <= self.soft_targets <= 1.0:
             raise UserError(f"soft_targets must be in [0, 1] (0: one-hot targets), got {self.soft_targets}")
         if not 0.0 <= self.mix <= 1.0:

@@ -972,3 +972,32 @@ def test_embedding_lr_scale_sets_how_the_students_embedding_block_learns(tiny_te
     assert moved["classifier.weight"] and any(moved[k] for k in before if ".encoder." in k)  # the rest still learns
     with pytest.raises(UserError, match="embedding_lr_scale must be"):
         tiny_distill_config(embedding_lr_scale=-1.0).validate()
+
+
+def test_restarts_take_pooled_samples_of_another_class_and_move_them_to_their_targets(tiny_teacher_dir):
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, restart=0.5, guess_lr=0.05, guess_steps=0, ss_task="none", replay_size=64)
+    synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    first = synth.craft(32, student)  # an empty pool: every start is new
+    assert synth.pool.size == 0 and first.targets.shape == (32,)
+    for _ in range(2):
+        synth.synthesize(student)
+    pooled = synth.pool.store.embeds[: synth.pool.size]
+    start = synth.start(32)
+    x = space.compose(start.z, start.base, start.slot)
+    # K 0: the first half of the samples are pooled samples as they were, the rest new random starts
+    from_pool = [bool((x[i] == pooled).all(-1).all(-1).any()) for i in range(32)]
+    assert all(from_pool[:16]) and not any(from_pool[16:])
+    with torch.no_grad():
+        classes = teacher(inputs_embeds=x[:16], attention_mask=start.attn[:16]).logits.argmax(-1)
+    assert float((classes != start.targets[:16]).float().mean()) > 0.5  # guessed toward another class
+
+    def target_prob(k: int) -> float:  # the restarted half, after k guessing steps
+        cfg.guess_steps = k
+        synth.generator.manual_seed(3)
+        batch = synth.craft(32, student)
+        return float(batch.teacher_logits[:16].softmax(-1).gather(1, batch.targets[:16, None]).mean())
+
+    assert target_prob(10) > target_prob(0) + 0.1
+    for bad, match in (({"restart": 1.5}, "restart must be in"), ({"restart": 0.5, "method": "random-text"}, "restart re-guesses")):
+        with pytest.raises(UserError, match=match):
+            tiny_distill_config(**bad).validate()

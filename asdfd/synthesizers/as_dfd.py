@@ -10,7 +10,8 @@ Stage 2 (adversarial): ``adv_steps`` more steps that also raise the student's se
 ``- lambda_disagree * KL(T(x) || S(x))``). The student and the pretext head lower ``L_ss`` (and the
 KD terms) in their own step (``student_loss``), so the two play against each other.
 With ``start_text`` "general" the starts are lines of general English instead of random word pieces
-(real text, though not the task's: the run is then not data-free).
+(real text, though not the task's: the run is then not data-free). With ``restart`` a share of
+each batch starts instead from pooled samples, guessed toward a class the teacher does not give them.
 Options of the steps: a diversity term (``lambda_diverse``), soft tokens (``soft_tokens``: each
 pseudo token a mixture of real word-piece vectors, moved by mirror steps on its logits) and robust
 guessing (``guess_drop``: the steps' teacher passes miss random pseudo tokens).
@@ -103,6 +104,10 @@ class ASDFD(Synthesizer):
         z = self.token_embeddings(ids)
         if cfg.init_noise > 0:
             z = z + cfg.init_noise * self.emb_std * torch.randn(z.shape, generator=self.generator).to(z)
+        n_re = round(cfg.restart * n) if self.pool.size else 0
+        if n_re > 0:  # the first n_re samples start from pooled ones instead (targets are in random order)
+            old = self.restarts(targets[:n_re])
+            z, base, slot, attn = (torch.cat([o, t[n_re:]]) for o, t in zip(old, (z, base, slot, attn), strict=True))
         z = z.detach().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=cfg.guess_lr)
         # class ids unless targets are soft: the same numbers as with one-hot targets, for less work
@@ -112,6 +117,21 @@ class ASDFD(Synthesizer):
             c.logits = self.start_logits(ids)
             self.mix_tokens(c)
         return c
+
+    @torch.no_grad()
+    def restarts(self, targets: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Counterfactual starts (``restart``): for each target, the first of ``PARTNER_DRAWS`` pool
+        samples that the teacher puts in another class (the first draw where none is), as (z, base,
+        slot, attn). A few guessing steps then carry a sample that holds one class's evidence just
+        across the boundary to another class: the samples where real text's cues disagree (a
+        review with kind words that is still "rotten"), which fresh starts seldom reach."""
+        n, k = len(targets), self.PARTNER_DRAWS
+        cand = self.pool.sample(n * k).to(self.device)
+        other = (cand.teacher_logits.argmax(-1).view(n, k) != targets[:, None]).float()
+        pick = torch.arange(n, device=self.device) * k + other.argmax(1)  # argmax: the first other-class draw, else 0
+        old = cand.index(pick)
+        z = old.embeds[:, 1 : self.cfg.max_len + 1].clone()
+        return z, old.embeds, old.slot, old.attention_mask
 
     def text_frame(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Like ``random_frame``, from ``n`` random lines of general text: the pseudo tokens start as

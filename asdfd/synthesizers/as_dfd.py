@@ -120,16 +120,12 @@ class ASDFD(Synthesizer):
 
     @torch.no_grad()
     def restarts(self, targets: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Counterfactual starts (``restart``): for each target, the first of ``PARTNER_DRAWS`` pool
-        samples that the teacher puts in another class (the first draw where none is), as (z, base,
-        slot, attn). A few guessing steps then carry a sample that holds one class's evidence just
-        across the boundary to another class: the samples where real text's cues disagree (a
-        review with kind words that is still "rotten"), which fresh starts seldom reach."""
-        n, k = len(targets), self.PARTNER_DRAWS
-        cand = self.pool.sample(n * k).to(self.device)
-        other = (cand.teacher_logits.argmax(-1).view(n, k) != targets[:, None]).float()
-        pick = torch.arange(n, device=self.device) * k + other.argmax(1)  # argmax: the first other-class draw, else 0
-        old = cand.index(pick)
+        """Counterfactual starts (``restart``): for each target, a pool sample that the teacher puts
+        in another class (``other_class_draws``), as (z, base, slot, attn). A few guessing steps
+        then carry a sample that holds one class's evidence just across the boundary to another
+        class: the samples where real text's cues disagree (a review with kind words that is still
+        "rotten"), which fresh starts seldom reach."""
+        old = self.other_class_draws(targets)
         z = old.embeds[:, 1 : self.cfg.max_len + 1].clone()
         return z, old.embeds, old.slot, old.attention_mask
 

@@ -243,11 +243,16 @@ class Synthesizer:
         return PseudoBatch.concat([mixed, rest])
 
     def partners(self, a: PseudoBatch) -> PseudoBatch:
-        """For each sample of ``a`` (pool samples, with their teacher logits), the first of
-        ``PARTNER_DRAWS`` pool draws that the teacher puts in another class (the first draw where none is)."""
-        n, k = len(a), self.PARTNER_DRAWS
+        """For each sample of ``a`` (pool samples, with their teacher logits), a pool sample that the
+        teacher puts in another class (``other_class_draws``)."""
+        return self.other_class_draws(a.teacher_logits.argmax(-1))
+
+    def other_class_draws(self, classes: torch.Tensor) -> PseudoBatch:
+        """For each class id in ``classes``, the first of ``PARTNER_DRAWS`` pool draws that the teacher
+        puts in another class (the first draw where none is)."""
+        n, k = len(classes), self.PARTNER_DRAWS
         cand = self.pool.sample(n * k).to(self.device)
-        other = (cand.teacher_logits.argmax(-1).view(n, k) != a.teacher_logits.argmax(-1)[:, None]).float()
+        other = (cand.teacher_logits.argmax(-1).view(n, k) != classes[:, None]).float()
         pick = torch.arange(n, device=self.device) * k + other.argmax(1)  # argmax: the first other-class draw, else 0
         return cand.index(pick)
 

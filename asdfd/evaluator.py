@@ -37,10 +37,19 @@ def predict_counted(
     model: PreTrainedModel, tokenizer, texts: list[str], max_length: int, batch_size: int = 64, desc: str | None = "evaluate"
 ) -> tuple[np.ndarray, dict[str, int]]:
     """Predictions, and how many texts were empty or cut at ``max_length`` tokens."""
+    logits, counts = logits_counted(model, tokenizer, texts, max_length, batch_size, desc)
+    return logits.argmax(-1).numpy(), counts
+
+
+@torch.inference_mode()
+def logits_counted(
+    model: PreTrainedModel, tokenizer, texts: list[str], max_length: int, batch_size: int = 64, desc: str | None = "evaluate"
+) -> tuple[torch.Tensor, dict[str, int]]:
+    """(N, C) float logits on the CPU, and how many texts were empty or cut at ``max_length`` tokens."""
     device = model.device
     model.eval()
     order = np.argsort([len(t) for t in texts], kind="stable")
-    preds = np.empty(len(texts), dtype=np.int64)
+    out = torch.empty(len(texts), int(model.config.num_labels))
     counts = {"empty": sum(1 for t in texts if not t.strip()), "truncated": 0}
     starts = range(0, len(texts), batch_size)
     for start in progress(starts, desc=desc, unit="batch") if desc else starts:
@@ -50,9 +59,8 @@ def predict_counted(
         if enc["input_ids"].shape[1] == max_length:  # some may have been cut: count them
             full = tokenizer(batch, truncation=False)["input_ids"]
             counts["truncated"] += sum(len(ids) > max_length for ids in full)
-        logits = model(**{k: v.to(device) for k, v in enc.items()}).logits
-        preds[idx] = logits.argmax(-1).cpu().numpy()
-    return preds, counts
+        out[torch.as_tensor(idx)] = model(**{k: v.to(device) for k, v in enc.items()}).logits.float().cpu()
+    return out, counts
 
 
 def metrics(preds: np.ndarray, gold: np.ndarray, id2label: dict[int, str]) -> dict:

@@ -19,28 +19,16 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from asdfd.config import DistillConfig
 from asdfd.data import load_dataset
-from asdfd.evaluator import label_ids, metrics
+from asdfd.evaluator import label_ids, logits_counted, metrics
 from asdfd.models import TokenSpace, load_classifier, load_teacher, load_tokenizer
 from asdfd.runtime import atomic_write_text
 from asdfd.synthesizers import REGISTRY, PseudoBatch, ReplayPool
 
 from .run import RESULTS
-
-
-@torch.inference_mode()
-def real_logits(model, tokenizer, texts: list[str], max_length: int) -> torch.Tensor:
-    out = torch.empty(len(texts), model.config.num_labels)
-    order = np.argsort([len(t) for t in texts])
-    for start in range(0, len(texts), 64):
-        idx = order[start : start + 64]
-        enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-        out[torch.as_tensor(idx)] = model(**enc).logits.float()
-    return out
 
 
 def fit_bias(t_logits: torch.Tensor, s_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -74,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     real = {}
     for split in ("validation", "test"):
         data = load_dataset(dataset, split)
-        real[split] = (real_logits(student, tokenizer, data.texts, data.max_length), label_ids(student, data.labels))
+        real[split] = (logits_counted(student, tokenizer, data.texts, data.max_length, desc=None)[0], label_ids(student, data.labels))
 
     def scores(bias: torch.Tensor) -> dict:
         row = {"bias": [round(float(v), 4) for v in bias]}

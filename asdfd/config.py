@@ -49,6 +49,10 @@ class DistillConfig:
     # random word pieces (random text, the start of embedding guessing) follow a Zipf law of this
     # exponent over the vocabulary's estimated frequency ranks; 0 is uniform
     zipf: float = 0.0
+    # topical random text: this share of each sample's random word pieces is drawn from the
+    # nearest neighbours (cosine, in the word-embedding matrix) of one random anchor word piece
+    # per sample, so a sample keeps to one subject as real text does (0: independent draws)
+    topic: float = 0.0
 
     # stage 1: Plug & Play Embedding Guessing
     guess_steps: int = 5  # K
@@ -71,6 +75,10 @@ class DistillConfig:
     # replay pool, each guessed toward a class the teacher does not give it, so the sample keeps
     # most of its old class's evidence and gains just enough of another's (0: every start is new)
     restart: float = 0.0
+    # class lexicon starts: this share of each random start's word pieces is drawn from its target
+    # class's lexicon, the word pieces the teacher alone (one per input) gives that class most
+    # (one teacher pass over the vocabulary; 0: off)
+    lexicon: float = 0.0
     init_noise: float = 0.0  # std of Gaussian noise added to the random-token init, relative to E's std
     lambda_norm: float = 1.0  # keep token vector norms inside the [5%, 95%] range of real word embeddings
     confidence_stop: float = 1.0  # a sample stops moving once teacher p(target) >= this (1.0: never)
@@ -209,6 +217,14 @@ class DistillConfig:
             raise UserError(f"restart must be in [0, 1] (0: every crafted sample starts new), got {self.restart}")
         if self.restart > 0 and (self.method != "as-dfd" or self.soft_tokens > 0 or self.token_flips > 0):
             raise UserError("restart re-guesses pooled samples with continuous steps; use it with method as-dfd, soft_tokens 0, token_flips 0")
+        if not 0.0 <= self.topic <= 1.0:
+            raise UserError(f"topic must be in [0, 1] (0: independent random word pieces), got {self.topic}")
+        if self.topic > 0 and self.method not in ("as-dfd", "random-text"):
+            raise UserError(f"topic shapes the random word pieces of as-dfd and random-text; method '{self.method}' draws none, pass topic 0")
+        if not 0.0 <= self.lexicon <= 1.0:
+            raise UserError(f"lexicon must be in [0, 1] (0: random starts only), got {self.lexicon}")
+        if self.lexicon > 0 and (self.method != "as-dfd" or self.start_text != "random"):
+            raise UserError("lexicon draws the word pieces of as-dfd's random starts; use it with method as-dfd and start_text random")
         if not 0.0 <= self.soft_targets <= 1.0:
             raise UserError(f"soft_targets must be in [0, 1] (0: one-hot targets), got {self.soft_targets}")
         if not 0.0 <= self.mix <= 1.0:

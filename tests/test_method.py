@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from asdfd.errors import UserError
 from asdfd.losses import attention_loss, hidden_loss, input_gradient_loss, kd_loss
@@ -999,5 +1000,57 @@ def test_restarts_take_pooled_samples_of_another_class_and_move_them_to_their_ta
 
     assert target_prob(10) > target_prob(0) + 0.1
     for bad, match in (({"restart": 1.5}, "restart must be in"), ({"restart": 0.5, "method": "random-text"}, "restart re-guesses")):
+        with pytest.raises(UserError, match=match):
+            tiny_distill_config(**bad).validate()
+
+
+def test_lexicon_starts_draw_their_share_of_word_pieces_from_the_targets_lexicon(tiny_teacher_dir, monkeypatch):
+    import asdfd.synthesizers.as_dfd as as_dfd
+
+    monkeypatch.setattr(as_dfd, "LEXICON_SIZE", 8)  # the tiny vocabulary holds fewer than 256 word pieces
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, lexicon=0.5, init_candidates=1, guess_steps=0, ss_task="none")
+    synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    C = teacher.config.num_labels
+    assert synth.lexicons.shape == (C, 8)
+    # each lexicon holds the 8 word pieces that, read alone, the teacher gives its class most
+    alone = torch.tensor([[space.cls_id, int(w), space.sep_id] for w in space.ordinary])
+    with torch.no_grad():
+        scores = teacher(input_ids=alone).logits.log_softmax(-1)  # (n, C)
+    for c in range(C):
+        member = torch.isin(space.ordinary, synth.lexicons[c])
+        assert scores[member, c].min() >= scores[~member, c].max() - 1e-5
+    start = synth.start(512)
+    ids = space.nearest(start.z)  # guess_steps 0, no noise: z holds the start word pieces exactly
+    slot = start.slot[:, 1 : cfg.max_len + 1]
+    in_own = torch.stack([torch.isin(ids[i], synth.lexicons[t]) for i, t in enumerate(start.targets.tolist())])
+    share = float(in_own[slot].float().mean())
+    base_rate = 8 / len(space.ordinary)  # a random word piece that falls in the lexicon anyway
+    assert abs(share - (0.5 + 0.5 * base_rate)) < 0.05, share
+    assert len(synth.stats()["lexicon_head"]) == C
+    for bad, match in (({"lexicon": 1.5}, "lexicon must be in"), ({"lexicon": 0.5, "method": "random-text"}, "lexicon draws")):
+        with pytest.raises(UserError, match=match):
+            tiny_distill_config(**bad).validate()
+
+
+def test_topical_random_text_draws_its_share_of_word_pieces_near_one_anchor(tiny_teacher_dir, monkeypatch):
+    import asdfd.synthesizers.base as base
+
+    monkeypatch.setattr(base, "TOPIC_NEIGHBOURS", 4)  # of the tiny vocabulary's few dozen word pieces
+    cfg, teacher, space, _ = _setup(tiny_teacher_dir, method="random-text", topic=0.75, min_len=24, max_len=24)
+    synth = RandomText(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    ids = synth.random_frame(400)[0]
+    unit = F.normalize(space.embeddings[space.ordinary], dim=-1)
+    row = {int(w): i for i, w in enumerate(space.ordinary)}
+    near = (unit @ unit.T).topk(4, dim=1).indices  # each word piece's 4 nearest (itself included)
+
+    def best_anchor_share(sample: torch.Tensor) -> float:  # the largest share of a sample in one anchor's set
+        rows = torch.tensor([row[int(w)] for w in sample])
+        return max(float(torch.isin(rows, near[a]).float().mean()) for a in range(len(unit)))
+
+    topical = [best_anchor_share(s) for s in ids[:100]]
+    cfg.topic = 0.0
+    plain = [best_anchor_share(s) for s in synth.random_frame(100)[0]]
+    assert sum(topical) / 100 > 0.7 and sum(plain) / 100 < 0.4, (sum(topical) / 100, sum(plain) / 100)
+    for bad, match in (({"topic": -0.1}, "topic must be in"), ({"topic": 0.5, "method": "modified-dafl"}, "topic shapes")):
         with pytest.raises(UserError, match=match):
             tiny_distill_config(**bad).validate()

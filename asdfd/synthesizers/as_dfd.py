@@ -12,6 +12,8 @@ KD terms) in their own step (``student_loss``), so the two play against each oth
 With ``start_text`` "general" the starts are lines of general English instead of random word pieces
 (real text, though not the task's: the run is then not data-free). With ``restart`` a share of
 each batch starts instead from pooled samples, guessed toward a class the teacher does not give them.
+With ``lexicon`` a share of each random start's word pieces comes from its target class's lexicon
+(the word pieces the teacher, reading each alone, gives that class most).
 Options of the steps: a diversity term (``lambda_diverse``), soft tokens (``soft_tokens``: each
 pseudo token a mixture of real word-piece vectors, moved by mirror steps on its logits) and robust
 guessing (``guess_drop``: the steps' teacher passes miss random pseudo tokens).
@@ -44,6 +46,9 @@ class Crafting:
     logits: torch.Tensor | None = None  # soft tokens: (B, max_len, V_ordinary), z = softmax(logits) @ E
 
 
+LEXICON_SIZE = 256  # word pieces in each class's lexicon (lexicon > 0)
+
+
 class ASDFD(Synthesizer):
     """Plug & Play Embedding Guessing + adversarial self-supervision (the paper's method)."""
 
@@ -73,6 +78,7 @@ class ASDFD(Synthesizer):
         # start_text "general": starts are lines of general English, so the run reads real text
         self.bank = self.general_bank if cfg.start_text == "general" else None
         self.reads_general_text = self.reads_general_text or self.bank is not None
+        self.lexicons = self.class_lexicons() if cfg.lexicon > 0 else None  # (C, LEXICON_SIZE) word-piece ids
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return list(self.task.parameters()) if self.task is not None else []
@@ -100,6 +106,8 @@ class ASDFD(Synthesizer):
         cfg = self.cfg
         candidates = self.random_frame(n * cfg.init_candidates) if self.bank is None else self.text_frame(n * cfg.init_candidates)
         targets = (torch.randperm(n, generator=self.generator) % self.num_labels).to(self.device)
+        if self.lexicons is not None:  # candidates i*k .. i*k+k-1 are sample i's
+            candidates = self.lexicon_words(candidates, targets.repeat_interleave(cfg.init_candidates))
         ids, base, slot, attn = self.best_starts(candidates, targets)
         z = self.token_embeddings(ids)
         if cfg.init_noise > 0:
@@ -117,6 +125,41 @@ class ASDFD(Synthesizer):
             c.logits = self.start_logits(ids)
             self.mix_tokens(c)
         return c
+
+    @torch.no_grad()
+    def class_lexicons(self) -> torch.Tensor:
+        """(C, LEXICON_SIZE) ordinary word-piece ids: for each class, the word pieces ``w`` whose
+        one-piece input ``[CLS] w [SEP]`` the teacher gives that class the highest log-probability.
+        One teacher pass over the vocabulary, no text: a cheap, data-free reading of which words
+        carry each class ("who" for a person, "awful" for a bad review)."""
+        ordinary = self.space.ordinary
+        scores = []
+        for chunk in ordinary.split(1024):
+            base, slot, attn = self.space.frame(torch.ones(len(chunk), dtype=torch.long), 1)
+            x = self.space.compose(self.token_embeddings(chunk[:, None]), base.to(self.device), slot.to(self.device))
+            scores.append(self.teacher_logits(x, attn.to(self.device)).log_softmax(-1).cpu())
+        top = torch.cat(scores).topk(min(LEXICON_SIZE, len(ordinary)), dim=0).indices  # (M, C)
+        return ordinary[top.T]
+
+    def lexicon_words(self, candidates: tuple[torch.Tensor, ...], targets: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Random frames (ids, base, slot, attn) with each word piece, with probability ``lexicon``,
+        replaced by a uniform draw from its row's target class lexicon. The rest stays random, so a
+        start holds a few words the teacher ties to the class among unrelated ones, as real text
+        does, and the guessing steps begin from real words of the class rather than only
+        from off-vocabulary moves."""
+        ids, base, slot, attn = candidates
+        swap = torch.rand(ids.shape, generator=self.generator) < self.cfg.lexicon
+        pick = torch.randint(self.lexicons.shape[1], ids.shape, generator=self.generator)
+        words = self.lexicons[targets.cpu()[:, None], pick]
+        return torch.where(swap.to(ids.device), words.to(ids.device), ids), base, slot, attn
+
+    def stats(self) -> dict:
+        stats = super().stats()
+        if self.lexicons is None:
+            return stats
+        tok, id2label = self.space.tokenizer, self.teacher.config.id2label
+        head = {id2label[c]: tok.convert_ids_to_tokens(row[:12].tolist()) for c, row in enumerate(self.lexicons)}
+        return {**stats, "lexicon_head": head}  # each class's 12 strongest word pieces, for the report
 
     @torch.no_grad()
     def restarts(self, targets: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -110,6 +110,9 @@ class ReplayPool:
         return self.store.index(idx)
 
 
+TOPIC_NEIGHBOURS = 64  # word pieces an anchor's subject is drawn from (topic > 0)
+
+
 class Synthesizer:
     """Base class: subclasses implement ``craft``; everything else is shared."""
 
@@ -360,7 +363,27 @@ class Synthesizer:
         else:
             pick = torch.multinomial(self.token_prior, n * cfg.max_len, replacement=True, generator=self.generator).view(n, cfg.max_len)
         ids = ordinary[pick]
+        if cfg.topic > 0:
+            ids = self.topical(ids)
         return ids.to(self.device), base.to(self.device), slot.to(self.device), attn.to(self.device)
+
+    def topical(self, ids: torch.Tensor) -> torch.Tensor:
+        """``ids`` (n, L) with each word piece, with probability ``topic``, replaced by a uniform
+        draw from the ``TOPIC_NEIGHBOURS`` nearest word pieces (cosine, in the embedding matrix) to
+        one random anchor per row: "city" brings "town", "mayor", "downtown". Independent random
+        word pieces mix unrelated subjects in every sample; real text keeps to one."""
+        ordinary, unit = self.space.ordinary, self.unit_embeddings
+        k = min(TOPIC_NEIGHBOURS, len(ordinary))
+        anchors = torch.randint(len(ordinary), (len(ids),), generator=self.generator)
+        near = (unit[anchors] @ unit.T).topk(k, dim=1).indices  # (n, k) rows of ordinary
+        swap = torch.rand(ids.shape, generator=self.generator) < self.cfg.topic
+        pick = torch.randint(k, ids.shape, generator=self.generator)
+        return torch.where(swap, ordinary[near.gather(1, pick)], ids)
+
+    @cached_property
+    def unit_embeddings(self) -> torch.Tensor:
+        """The ordinary word pieces' vectors scaled to unit length (rows as in ``space.ordinary``)."""
+        return F.normalize(self.space.embeddings[self.space.ordinary].float(), dim=-1)
 
     def token_embeddings(self, ids: torch.Tensor) -> torch.Tensor:
         """Word-piece vectors of ``ids`` (on any device) on device: the one place where ids meet the

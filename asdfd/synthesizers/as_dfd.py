@@ -148,10 +148,7 @@ class ASDFD(Synthesizer):
         does, and the guessing steps begin from real words of the class rather than only
         from off-vocabulary moves."""
         ids, base, slot, attn = candidates
-        swap = torch.rand(ids.shape, generator=self.generator) < self.cfg.lexicon
-        pick = torch.randint(self.lexicons.shape[1], ids.shape, generator=self.generator)
-        words = self.lexicons[targets.cpu()[:, None], pick]
-        return torch.where(swap.to(ids.device), words.to(ids.device), ids), base, slot, attn
+        return self.swap_in(ids, self.lexicons[targets.cpu()], self.cfg.lexicon), base, slot, attn
 
     def stats(self) -> dict:
         stats = super().stats()

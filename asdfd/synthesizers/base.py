@@ -376,9 +376,15 @@ class Synthesizer:
         k = min(TOPIC_NEIGHBOURS, len(ordinary))
         anchors = torch.randint(len(ordinary), (len(ids),), generator=self.generator)
         near = (unit[anchors] @ unit.T).topk(k, dim=1).indices  # (n, k) rows of ordinary
-        swap = torch.rand(ids.shape, generator=self.generator) < self.cfg.topic
-        pick = torch.randint(k, ids.shape, generator=self.generator)
-        return torch.where(swap, ordinary[near.gather(1, pick)], ids)
+        return self.swap_in(ids, ordinary[near], self.cfg.topic)
+
+    def swap_in(self, ids: torch.Tensor, choices: torch.Tensor, share: float) -> torch.Tensor:
+        """``ids`` (n, L) with each entry, with probability ``share``, replaced by a uniform draw from
+        its row of ``choices`` (n, k): how the word-piece priors (``topic``, as-dfd's ``lexicon``)
+        bring their words into random text."""
+        swap = torch.rand(ids.shape, generator=self.generator) < share
+        pick = torch.randint(choices.shape[1], ids.shape, generator=self.generator)
+        return torch.where(swap.to(ids.device), choices.gather(1, pick).to(ids.device), ids)
 
     @cached_property
     def unit_embeddings(self) -> torch.Tensor:

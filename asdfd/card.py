@@ -70,6 +70,11 @@ def model_card(report: dict, name: str) -> str:
             "**No real training data was used.** The student learned only from pseudo samples crafted from the teacher "
             f"({synth.get('pseudo_samples', '?')} crafted, {synth.get('pooled_samples', '?')} pooled)."
         )
+        if cfg.get("vocab_base"):
+            data_line += (
+                f" Their random word pieces came from the teacher's training vocabulary ({synth.get('vocabulary_word_pieces', '?')} word "
+                f"pieces), read from its word embeddings against its base model `{cfg['vocab_base']}`; no text was read."
+            )
     lines = [
         "---",
         yaml.safe_dump(header, sort_keys=False).strip(),

@@ -72,6 +72,7 @@ CONFIG_HELP = {
     "lambda_jac": "weight of input-gradient matching between student and teacher (0: off; slower steps)",
     "ema": "decay of a moving average of the student's weights, saved instead of the last weights (0: off)",
     "embedding_lr_scale": "learning rate of the student's embedding block (positions, token types, LayerNorm), times --lr (0: frozen as copied)",
+    "student_dropout": "dropout of the student while it trains, saved in its config (default: the teacher's)",
     "replay_size": "replay pool capacity, in samples (default: as-dfd the newest crafted batch, --batch-size; others 4096)",
     "replay_hardness": "k > 1: each student batch is the part of k batches of pool draws the student matches worst",
     "mix": "fraction of each student batch replaced by token-level mixtures of two pool samples (default: as-dfd 0.5, others 0)",
@@ -81,6 +82,9 @@ CONFIG_HELP = {
     "fresh_text": "random | general: fresh rows of random word pieces (data-free) or lines of film dialogue (real text, no task data)",
     "crop": "share of each student batch that is pool samples cut to a random contiguous part (half to all) moved to the front, relabelled (0: off)",
     "grad_clip": "gradient-norm clipping",
+    "vocab_base": "the teacher's base model (folder, minilm or mpnet): random word pieces only from those fine-tuning moved, its training vocabulary",
+    "real_text": "real-kd only, a diagnostic: as-is | shuffled (each text's word pieces in random order) | "
+    "unigram (random draws from the train split's word-piece frequencies)",
     "base": "base encoder: a folder, minilm (packaged all-MiniLM-L6-v2, the default) or mpnet (all-mpnet-base-v2; needs requirements-mpnet.txt)",
     "epochs": "training epochs (the best on validation is kept)",
     "max_length": "token limit per text (0: the dataset's default)",
@@ -97,7 +101,7 @@ def _parse_bool(text: str) -> bool:
 
 
 DATA_FIELDS = ("data", "text_column", "label_column")
-FLAG_TYPES = {"mix": float, "replay_size": int}  # options whose default (None) does not tell their type
+FLAG_TYPES = {"mix": float, "replay_size": int, "student_dropout": float}  # options whose default (None) does not tell their type
 
 
 def _add_config_flags(p: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
@@ -207,9 +211,11 @@ def defaults_from_config_file(parser: argparse.ArgumentParser, path: str, name: 
             valid = ", ".join(sorted(actions))
             raise UserError(f"config file {path}: unknown key '{key}'; valid keys are the flags of `{name}`: {valid}")
         action = actions[key]
+        action.required = False
+        if value is None and key in fields and fields[key] is None:  # an option left unset (student_dropout)
+            continue
         default = FLAG_TYPES[key]() if key in FLAG_TYPES else fields.get(key, action.default if action.default is not None else "")
         values[key] = typed_value(key, value, default, f"config file {path}")
-        action.required = False
     parser.set_defaults(**values)
 
 

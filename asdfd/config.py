@@ -49,6 +49,10 @@ class DistillConfig:
     # random word pieces (random text, the start of embedding guessing) follow a Zipf law of this
     # exponent over the vocabulary's estimated frequency ranks; 0 is uniform
     zipf: float = 0.0
+    # the teacher's training vocabulary: the base model it was fine-tuned from (a folder, or minilm /
+    # mpnet); random word pieces are then drawn only from those whose embedding rows fine-tuning
+    # moved, the word pieces of its training texts, read from the two weight files ("": all)
+    vocab_base: str = ""
     # topical random text: this share of each sample's random word pieces is drawn from the
     # nearest neighbours (cosine, in the word-embedding matrix) of one random anchor word piece
     # per sample, so a sample keeps to one subject as real text does (0: independent draws)
@@ -103,6 +107,11 @@ class DistillConfig:
     data: str = ""  # trec | mr | bbc or a .csv/.jsonl file; its train split is used
     text_column: str = "text"
     label_column: str = "label"
+    # what real-kd reads of each training text, a diagnostic of what its student learns from:
+    # "as-is"; "shuffled" (its word pieces in a random order: the bag of words, no order); "unigram"
+    # (as many word pieces drawn at random from the whole train split's word-piece frequencies: the
+    # task's vocabulary, no text)
+    real_text: str = "as-is"
 
     # stage 2: adversarial self-supervision
     ss_task: str = "replaced"  # replaced | shuffle | none
@@ -135,6 +144,9 @@ class DistillConfig:
     # LayerNorm) as a multiple of lr; 0 keeps the block as copied from the teacher. The
     # word-embedding matrix is always frozen: pseudo embeddings live in it
     embedding_lr_scale: float = 1.0
+    # dropout of the student's layers, attention and classifier while it trains (None: the teacher's,
+    # as copied). Written into the saved student's config too
+    student_dropout: float | None = None
     # capacity of the replay pool student batches are drawn from, in samples; None: the method's own
     # default, resolved by validate(): as-dfd keeps only the newest crafted batch (batch_size
     # samples, or all its pooled samples with trajectory), the other methods 4096
@@ -197,6 +209,8 @@ class DistillConfig:
             raise UserError(f"unknown ss_task '{self.ss_task}'; choose replaced, shuffle or none")
         if self.soft_tokens > 0 and self.token_flips > 0:
             raise UserError("soft_tokens and token_flips are two ways of stepping the pseudo tokens; pass one of them as 0")
+        if self.student_dropout is not None and not 0.0 <= self.student_dropout < 1.0:
+            raise UserError(f"student_dropout must be in [0, 1), got {self.student_dropout}; pass e.g. 0 (off) or 0.1")
         if not 0.0 <= self.guess_drop < 1.0:
             raise UserError(f"guess_drop must be in [0, 1) (0: the teacher sees every pseudo token), got {self.guess_drop}")
         if self.guess_drop > 0 and self.trajectory:
@@ -209,6 +223,13 @@ class DistillConfig:
             raise UserError(f"zipf must be in [0, 4] (0: uniform random word pieces), got {self.zipf}")
         if self.init_pick not in ("target", "boundary"):
             raise UserError(f"unknown init_pick '{self.init_pick}'; choose target or boundary")
+        draws_random_text = self.method in ("as-dfd", "random-text") or (self.fresh_random > 0 and self.fresh_text == "random")
+        if self.vocab_base and not draws_random_text:
+            raise UserError(f"vocab_base picks the random word pieces of as-dfd and random-text; method '{self.method}' draws none, drop it")
+        if self.real_text not in ("as-is", "shuffled", "unigram"):
+            raise UserError(f"unknown real_text '{self.real_text}'; choose as-is, shuffled or unigram")
+        if self.real_text != "as-is" and self.method != "real-kd":
+            raise UserError(f"real_text changes what real-kd reads of its training texts; method '{self.method}' reads none, pass real_text as-is")
         if self.start_text not in ("random", "general"):
             raise UserError(f"unknown start_text '{self.start_text}'; choose random or general")
         if self.start_text != "random" and self.method != "as-dfd":

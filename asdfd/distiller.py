@@ -92,7 +92,8 @@ class Distiller:
             )
         n_teacher = int(self.teacher.config.num_hidden_layers)
         self.layers = resolve_student_layers(n_teacher, cfg.student_layers)
-        self.student = build_student(self.teacher, self.layers, freeze_embeddings=cfg.embedding_lr_scale == 0).to(self.device)
+        frozen = cfg.embedding_lr_scale == 0
+        self.student = build_student(self.teacher, self.layers, freeze_embeddings=frozen, dropout=cfg.student_dropout).to(self.device)
         self.synth = synthesizers.build(cfg.method, self.teacher, self.space, self.local, self.device, self.generator)
         self.ranks.broadcast([*self.student.parameters(), *self.synth.parameters()])  # one starting point
         # the moving average of the student's weights (cfg.ema > 0); buffers are constants here

@@ -139,15 +139,23 @@ def eager_attention(*models: PreTrainedModel, when: bool = True):
             m.set_attn_implementation(impl)
 
 
-def build_student(teacher: PreTrainedModel, layers: list[int], freeze_embeddings: bool = False) -> PreTrainedModel:
+DROPOUT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout")
+
+
+def build_student(teacher: PreTrainedModel, layers: list[int], freeze_embeddings: bool = False, dropout: float | None = None) -> PreTrainedModel:
     """A student of the teacher's class and width with ``len(layers)`` layers copied from it.
 
     Embeddings, pooler and classifier are copied too; every other weight keeps its name. The
     student's word-embedding matrix is frozen: it is the shared vocabulary space in which pseudo
-    embeddings live, so it must stay identical to the teacher's.
+    embeddings live, so it must stay identical to the teacher's. ``dropout``, when given, replaces
+    the teacher's dropout rates (hidden, attention, classifier) in the student's config.
     """
     config = copy.deepcopy(teacher.config)
     config.num_hidden_layers = len(layers)
+    if dropout is not None:
+        for name in DROPOUT_FIELDS:
+            if hasattr(config, name):
+                setattr(config, name, dropout)
     config.architectures = [type(teacher).__name__]
     config.asdfd_teacher_layers = list(layers)
     student = type(teacher)(config)

@@ -179,6 +179,28 @@ def test_student_copies_teacher_layers(tiny_teacher_dir):
     assert not student.get_input_embeddings().weight.requires_grad
 
 
+def test_student_dropout_replaces_the_teachers(tiny_teacher_dir):
+    teacher = load_teacher(tiny_teacher_dir)  # trained without dropout
+    ids = torch.randint(5, 30, (4, 7))
+
+    def two_passes(student):
+        student.train()
+        return student(input_ids=ids).logits, student(input_ids=ids).logits
+
+    a, b = two_passes(build_student(teacher, [0, 3]))
+    assert torch.equal(a, b)
+    student = build_student(teacher, [0, 3], dropout=0.5)
+    assert student.config.hidden_dropout_prob == student.config.attention_probs_dropout_prob == 0.5
+    a, b = two_passes(student)
+    assert not torch.equal(a, b)
+    assert teacher.config.hidden_dropout_prob == 0.0  # the teacher's config is left as it was
+    from asdfd.distiller import Distiller
+
+    assert Distiller(tiny_teacher_dir, tiny_distill_config(student_dropout=0.3)).student.config.classifier_dropout == 0.3
+    with pytest.raises(UserError, match="student_dropout"):
+        tiny_distill_config(student_dropout=1.0).validate()
+
+
 def test_evenly_spaced_layers():
     assert evenly_spaced_layers(6, 3) == [1, 3, 5]
     assert evenly_spaced_layers(12, 4) == [2, 5, 8, 11]
@@ -662,6 +684,64 @@ def test_real_kd_batches_are_labelled_by_the_distillers_one_pass(tiny_teacher_di
     d.teacher.register_forward_hook(lambda *a: calls.append(1))
     d._student_step(d.synth.sample(4), opt, sched)
     assert len(calls) == 1
+
+
+def test_real_text_shuffled_keeps_each_bag_and_unigram_only_the_vocabulary(tiny_teacher_dir, tiny_csv):
+    from asdfd.distiller import Distiller
+
+    def batch(real_text):
+        d = Distiller(tiny_teacher_dir, tiny_distill_config(method="real-kd", data=str(tiny_csv), real_text=real_text))
+        b = d.synth.sample(40)
+        return d.synth, b, d.space.nearest(b.embeds)
+
+    synth, real, ids = batch("as-is")
+    _, shuf, sids = batch("shuffled")  # the same seed draws the same texts
+    assert torch.equal(real.attention_mask, shuf.attention_mask) and torch.equal(real.slot, shuf.slot)
+    assert torch.equal(ids[:, 0], sids[:, 0]) and torch.equal(ids[~real.slot], sids[~real.slot])  # [CLS], [SEP], padding
+    for a, b, m in zip(ids, sids, real.slot, strict=True):
+        assert sorted(a[m].tolist()) == sorted(b[m].tolist())
+    assert not torch.equal(ids, sids) and torch.equal(shuf.targets, real.targets)
+    uni_synth, uni, uids = batch("unigram")
+    assert torch.equal(uni.slot, real.slot) and torch.equal(uids[~uni.slot], ids[~real.slot])
+    vocab = set(torch.nonzero(uni_synth.unigram).flatten().tolist())
+    assert set(uids[uni.slot].tolist()) <= vocab and len(vocab) > 10
+    assert not torch.equal(uids, ids) and (uni.targets == -1).all()
+    with pytest.raises(UserError, match="real_text"):
+        tiny_distill_config(method="random-text", real_text="shuffled").validate()
+
+
+def test_vocab_base_reads_the_word_pieces_fine_tuning_moved(tiny_teacher_dir, tmp_path):
+    from asdfd.distiller import Distiller
+    from asdfd.vocabulary import base_word_embeddings, training_vocabulary
+
+    # a "fine-tuned" teacher: every row shrunk by a common decay, a few rows moved by gradients
+    teacher = load_teacher(tiny_teacher_dir)
+    tok = load_tokenizer(tiny_teacher_dir)
+    seen = torch.tensor(tok.convert_tokens_to_ids(["city", "river", "film", "vote"]))
+    with torch.no_grad():
+        E = teacher.get_input_embeddings().weight
+        E.mul_(0.998)
+        E[seen] += 0.05 * torch.randn(len(seen), E.shape[1])
+    tuned = tmp_path / "tuned"
+    teacher.save_pretrained(tuned, safe_serialization=True)
+    tok.save_pretrained(tuned)
+    base_E = base_word_embeddings(str(tiny_teacher_dir))
+    assert torch.equal(torch.nonzero(training_vocabulary(E, base_E)).flatten(), seen.sort().values)
+    d = Distiller(tuned, tiny_distill_config(method="random-text", vocab_base=str(tiny_teacher_dir), pseudo_samples=64))
+    batch = d.synth.craft(64, d.student)
+    ids = d.space.nearest(batch.embeds)[batch.slot]
+    assert set(ids.tolist()) <= set(seen.tolist())
+    assert d.synth.stats()["vocabulary_word_pieces"] == len(seen)
+    from asdfd.card import model_card
+
+    card = model_card({"config": {"method": "random-text", "vocab_base": "base"}, "synthesis": {"vocabulary_word_pieces": 4}}, "s")
+    assert "training vocabulary (4 word pieces)" in card
+    with pytest.raises(UserError, match="hold no vocabulary"):
+        training_vocabulary(base_E, base_E)
+    with pytest.raises(UserError, match="fine-tuned from"):
+        training_vocabulary(E[:-1], base_E)
+    with pytest.raises(UserError, match="vocab_base"):
+        tiny_distill_config(method="modified-dafl", vocab_base="minilm").validate()
 
 
 def test_general_text_is_real_dialogue_labelled_by_the_teacher(tiny_teacher_dir):

@@ -22,6 +22,7 @@ from ..data import general_corpus
 from ..losses import kd_per_sample
 from ..models import TokenSpace
 from ..runtime import autocast
+from ..vocabulary import base_word_embeddings, training_vocabulary
 from .text_bank import TextBank
 
 
@@ -144,6 +145,11 @@ class Synthesizer:
         self.num_labels = int(teacher.config.num_labels)
         self.pool = ReplayPool(cfg.replay_size, generator)
         self.token_prior = space.token_prior(cfg.zipf)  # None: uniform random word pieces
+        self.vocabulary = None  # with vocab_base: which ordinary word pieces the teacher was trained on
+        if cfg.vocab_base:
+            self.vocabulary = training_vocabulary(space.embeddings, base_word_embeddings(cfg.vocab_base))[space.ordinary]
+            prior = self.token_prior if self.token_prior is not None else torch.ones(len(space.ordinary), dtype=torch.double)
+            self.token_prior = prior * self.vocabulary
         self.class_hist = torch.zeros(self.num_labels, dtype=torch.long)
         self.confidence_sum = 0.0
         self.target_prob_sum = 0.0
@@ -347,13 +353,16 @@ class Synthesizer:
             "teacher_mean_max_prob": self.confidence_sum / n,
             "teacher_mean_target_prob": (self.target_prob_sum / self.n_targeted) if self.n_targeted else None,
         }
+        if self.vocabulary is not None:
+            stats["vocabulary_word_pieces"] = int(self.vocabulary.sum())
         # every run that reads general text (general-text, general starts, fresh rows) reads this bank
         return {**stats, "general_texts": len(self.general_bank)} if self.reads_general_text else stats
 
     # ---- helpers for subclasses
     def random_frame(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Random lengths and random ordinary token ids (uniform, or Zipf over the estimated frequency
-        ranks when ``cfg.zipf`` > 0); returns (ids, base, slot, attn) on device."""
+        ranks when ``cfg.zipf`` > 0; with ``vocab_base`` only the teacher's training vocabulary);
+        returns (ids, base, slot, attn) on device."""
         cfg = self.cfg
         lengths = torch.randint(cfg.min_len, cfg.max_len + 1, (n,), generator=self.generator)
         base, slot, attn = self.space.frame(lengths, cfg.max_len)

@@ -32,6 +32,9 @@ CONFIG_HELP = {
     "min_len": "shortest pseudo sample, in tokens between [CLS] and [SEP]",
     "max_len": "longest pseudo sample, in tokens between [CLS] and [SEP]",
     "zipf": "Zipf exponent of the random word-piece prior over the vocabulary's estimated frequency ranks (0: uniform)",
+    "zipf_alphabet": "last | norm: where the Zipf ranks put the tokenizer's single characters: after every other piece, or "
+    "(with --vocab-base) those of the training vocabulary by embedding norm (short rows: frequent ones such as '?', ',') "
+    "interleaved with the rest",
     "topic": "share of each sample's random word pieces drawn from the nearest neighbours of one random anchor word piece (0: independent draws)",
     "guess_steps": "K: embedding-guessing steps per crafted batch",
     "guess_lr": "Adam learning rate of the pseudo embeddings",

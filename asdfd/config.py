@@ -49,6 +49,11 @@ class DistillConfig:
     # random word pieces (random text, the start of embedding guessing) follow a Zipf law of this
     # exponent over the vocabulary's estimated frequency ranks; 0 is uniform
     zipf: float = 0.0
+    # where those ranks put the tokenizer's alphabet (single characters, listed first by
+    # construction): last, or (with vocab_base) those of the training vocabulary by the length of
+    # their embedding rows (short rows: frequent characters such as "?", ",", "."), interleaved
+    # with the other pieces
+    zipf_alphabet: str = "last"
     # the teacher's training vocabulary: the base model it was fine-tuned from (a folder, or minilm /
     # mpnet); random word pieces are then drawn only from those whose embedding rows fine-tuning
     # moved, the word pieces of its training texts, read from the two weight files ("": all)
@@ -221,6 +226,14 @@ class DistillConfig:
             self.mix = REGISTRY[self.method].default_mix
         if not 0.0 <= self.zipf <= 4.0:
             raise UserError(f"zipf must be in [0, 4] (0: uniform random word pieces), got {self.zipf}")
+        if self.zipf_alphabet not in ("last", "norm"):
+            raise UserError(f"unknown zipf_alphabet '{self.zipf_alphabet}'; choose last or norm")
+        if self.zipf_alphabet != "last" and self.zipf == 0:
+            raise UserError("zipf_alphabet places characters among the Zipf ranks, which zipf 0 (uniform) does not use; pass zipf > 0 or drop it")
+        if self.zipf_alphabet == "norm" and not self.vocab_base:
+            # characters pre-training hardly saw have the shortest rows of all: only those of the
+            # training vocabulary are ordered by norm
+            raise UserError("zipf_alphabet norm orders the characters of the teacher's training vocabulary; pass vocab_base too")
         if self.init_pick not in ("target", "boundary"):
             raise UserError(f"unknown init_pick '{self.init_pick}'; choose target or boundary")
         draws_random_text = self.method in ("as-dfd", "random-text") or (self.fresh_random > 0 and self.fresh_text == "random")

@@ -922,6 +922,17 @@ def test_frequency_ranks_follow_the_vocabulary_after_its_alphabet():
     assert ranks.tolist() == [*range(4, 30), 0, 1, 2, 3]
     # no alphabet block (fewer than 26 leading single characters): the vocabulary order as is
     assert frequency_ranks([".", "the", ",", "of"]).tolist() == [0, 1, 2, 3]
+    # with embedding norms: the alphabet shortest row first, one character after each other piece
+    norms = torch.ones(30)
+    norms[[18, 0]] = torch.tensor([0.1, 0.2])  # "s" shortest, then "a"; the rest tie (vocabulary order)
+    ranks = frequency_ranks([*alphabet, "the", "##s", "of", "river"], norms)
+    assert ranks[[18, 26, 0, 27, 1, 28, 2, 29, 3]].tolist() == list(range(9))
+    assert ranks[25] == 29  # "z": the last tie, after the other pieces ran out
+    assert torch.equal(frequency_ranks([".", "the", ",", "of"], torch.rand(4)), torch.arange(4))
+    norms[[1, 2]] = float("inf")  # "b" and "c" outside the training vocabulary: after everything
+    ranks = frequency_ranks([*alphabet, "the", "##s", "of", "river"], norms)
+    assert ranks[[18, 26, 0, 27, 3, 28, 4, 29]].tolist() == list(range(8))
+    assert ranks[[25, 1, 2]].tolist() == [27, 28, 29]
 
 
 def test_zipf_prior_draws_frequent_word_pieces_more_often(tiny_teacher_dir):
@@ -944,6 +955,19 @@ def test_zipf_prior_draws_frequent_word_pieces_more_often(tiny_teacher_dir):
     uniform, zipf = share_of_top5(0.0), share_of_top5(1.0)
     assert abs(uniform - 5 / len(space.ordinary)) < 0.02, uniform
     assert zipf > 3 * uniform, (zipf, uniform)
+
+    # zipf_alphabet norm: the tiny vocabulary has no alphabet block, so the ranks stay; it needs
+    # the training vocabulary, whose characters alone it orders
+    vocabulary = torch.rand(len(space.ordinary)) < 0.5
+    assert torch.equal(space.token_prior(1.0, "norm", vocabulary), prior)
+    with pytest.raises(UserError, match="vocab_base"):
+        space.token_prior(1.0, "norm")
+    with pytest.raises(UserError, match="choose last or norm"):
+        tiny_distill_config(zipf=1.0, zipf_alphabet="length").validate()
+    with pytest.raises(UserError, match="zipf 0"):
+        tiny_distill_config(zipf_alphabet="norm", vocab_base="minilm").validate()
+    with pytest.raises(UserError, match="vocab_base"):
+        tiny_distill_config(zipf=1.0, zipf_alphabet="norm").validate()
 
 
 def _start_probs(tiny_teacher_dir, k: int, pick: str) -> tuple[torch.Tensor, torch.Tensor]:

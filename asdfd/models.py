@@ -184,6 +184,19 @@ def embedding_block(model: PreTrainedModel) -> torch.nn.Module:
     return block
 
 
+def alphabet_size(tokens: list[str]) -> int:
+    """Length of the tokenizer's alphabet at the head of ``tokens`` (ordinary word pieces in id
+    order): the leading run of single characters, if it holds at least 26 (else 0)."""
+
+    def bare(tok: str) -> str:
+        return tok.removeprefix("##").removeprefix("\u0120").removeprefix("\u2581")
+
+    run = 0
+    while run < len(tokens) and len(bare(tokens[run])) == 1:
+        run += 1
+    return run if run >= 26 else 0
+
+
 def frequency_ranks(tokens: list[str], norms: torch.Tensor | None = None) -> torch.Tensor:
     """Estimated frequency rank of each word piece, from its position in the vocabulary.
 
@@ -194,20 +207,14 @@ def frequency_ranks(tokens: list[str], norms: torch.Tensor | None = None) -> tor
     piece's word-embedding norm; inf for a character to rank last) the characters are ordered by
     norm, shortest first, and interleaved one for one with the other pieces. Among the characters
     a task's texts hold, pre-training left the rows of the frequent ones short (on MiniLM:
-    "i", "s", "a", "?", ":", "-", "'", ",", "."; rank correlation 0.47-0.65 with the counts of the
+    "i", "s", "a", "?", ":", "-", "'", ",", "."; rank correlation 0.48-0.65 with the counts of the
     benchmark's train splits), so ".", "?" and "," come near "the", as in text. Not over the whole
     alphabet: characters pre-training hardly saw have the shortest rows of all. The only sources
     are the vocabulary and the embeddings that ship with the teacher; no text is read.
     """
-
-    def bare(tok: str) -> str:
-        return tok.removeprefix("##").removeprefix("\u0120").removeprefix("\u2581")
-
-    run = 0
-    while run < len(tokens) and len(bare(tokens[run])) == 1:
-        run += 1
+    run = alphabet_size(tokens)
     order = list(range(len(tokens)))
-    if run >= 26:
+    if run:
         placed = [] if norms is None else sorted((i for i in range(run) if torch.isfinite(norms[i])), key=lambda i: (float(norms[i]), i))
         last = sorted(set(range(run)) - set(placed))
         rest = order[run:]

@@ -58,6 +58,9 @@ class DistillConfig:
     # mpnet); random word pieces are then drawn only from those whose embedding rows fine-tuning
     # moved, the word pieces of its training texts, read from the two weight files ("": all)
     vocab_base: str = ""
+    # which random word pieces zipf and vocab_base shape: "all", or only the "fresh" rows of the
+    # student batches (fresh_random), AS-DFD's guessing starts staying uniform
+    prior_scope: str = "all"
     # topical random text: this share of each sample's random word pieces is drawn from the
     # nearest neighbours (cosine, in the word-embedding matrix) of one random anchor word piece
     # per sample, so a sample keeps to one subject as real text does (0: independent draws)
@@ -239,6 +242,14 @@ class DistillConfig:
         draws_random_text = self.method in ("as-dfd", "random-text") or (self.fresh_random > 0 and self.fresh_text == "random")
         if self.vocab_base and not draws_random_text:
             raise UserError(f"vocab_base picks the random word pieces of as-dfd and random-text; method '{self.method}' draws none, drop it")
+        if self.prior_scope not in ("all", "fresh"):
+            raise UserError(f"unknown prior_scope '{self.prior_scope}'; choose all or fresh")
+        fresh_random_rows = self.fresh_random > 0 and self.fresh_text == "random"
+        if self.prior_scope == "fresh" and not (self.method == "as-dfd" and fresh_random_rows and (self.zipf > 0 or self.vocab_base)):
+            raise UserError(
+                "prior_scope fresh keeps AS-DFD's starts uniform and shapes only its fresh random rows: it needs method as-dfd, "
+                "fresh_random > 0 with fresh_text random, and a prior (zipf > 0 or vocab_base); pass prior_scope all or set those"
+            )
         if self.real_text not in ("as-is", "shuffled", "unigram"):
             raise UserError(f"unknown real_text '{self.real_text}'; choose as-is, shuffled or unigram")
         if self.real_text != "as-is" and self.method != "real-kd":

@@ -970,6 +970,29 @@ def test_zipf_prior_draws_frequent_word_pieces_more_often(tiny_teacher_dir):
         tiny_distill_config(zipf=1.0, zipf_alphabet="norm").validate()
 
 
+def test_prior_scope_fresh_keeps_the_starts_uniform(tiny_teacher_dir, monkeypatch):
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, zipf=2.0, fresh_random=0.25, prior_scope="fresh")
+    synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    shaped, draw = [], synth.random_frame
+
+    def spy(n: int, shaped_: bool = True, **kw):
+        shaped.append(kw.get("shaped", shaped_))
+        return draw(n, shaped=shaped[-1])
+
+    monkeypatch.setattr(synth, "random_frame", spy)
+    synth.start(6)
+    synth.fresh(6)
+    assert shaped == [False, True]  # the starts uniform, the fresh rows from the prior
+    # and the uniform draw ignores the prior: a Zipf law of exponent 2 puts most draws on the top word pieces
+    top5 = space.ordinary[space.ranks < 5]
+    assert float(torch.isin(draw(200, shaped=False)[0], top5).float().mean()) < 0.2
+    assert float(torch.isin(draw(200)[0], top5).float().mean()) > 0.5
+    with pytest.raises(UserError, match="prior_scope fresh"):
+        tiny_distill_config(zipf=1.0, prior_scope="fresh").validate()  # no fresh rows
+    with pytest.raises(UserError, match="choose all or fresh"):
+        tiny_distill_config(prior_scope="starts").validate()
+
+
 def _start_probs(tiny_teacher_dir, k: int, pick: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The teacher's probabilities on 96 starts picked from ``k`` random candidates each, and their targets."""
     cfg, teacher, space, student = _setup(tiny_teacher_dir, ss_task="none", guess_steps=0, init_candidates=k, init_pick=pick)

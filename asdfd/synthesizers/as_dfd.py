@@ -104,7 +104,8 @@ class ASDFD(Synthesizer):
         """Stage 0: random word-piece embeddings (of ``init_candidates`` random starts per sample, the
         one ``init_pick`` chooses; plus optional noise) toward balanced targets."""
         cfg = self.cfg
-        candidates = self.random_frame(n * cfg.init_candidates) if self.bank is None else self.text_frame(n * cfg.init_candidates)
+        k = n * cfg.init_candidates
+        candidates = self.random_frame(k, shaped=cfg.prior_scope == "all") if self.bank is None else self.text_frame(k)
         targets = (torch.randperm(n, generator=self.generator) % self.num_labels).to(self.device)
         if self.lexicons is not None:  # candidates i*k .. i*k+k-1 are sample i's
             candidates = self.lexicon_words(candidates, targets.repeat_interleave(cfg.init_candidates))

@@ -360,15 +360,15 @@ class Synthesizer:
         return {**stats, "general_texts": len(self.general_bank)} if self.reads_general_text else stats
 
     # ---- helpers for subclasses
-    def random_frame(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def random_frame(self, n: int, shaped: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Random lengths and random ordinary token ids (uniform, or Zipf over the estimated frequency
-        ranks when ``cfg.zipf`` > 0; with ``vocab_base`` only the teacher's training vocabulary);
-        returns (ids, base, slot, attn) on device."""
+        ranks when ``cfg.zipf`` > 0; with ``vocab_base`` only the teacher's training vocabulary;
+        ``shaped`` False: uniform whatever those say); returns (ids, base, slot, attn) on device."""
         cfg = self.cfg
         lengths = torch.randint(cfg.min_len, cfg.max_len + 1, (n,), generator=self.generator)
         base, slot, attn = self.space.frame(lengths, cfg.max_len)
         ordinary = self.space.ordinary
-        if self.token_prior is None:
+        if self.token_prior is None or not shaped:
             pick = torch.randint(len(ordinary), (n, cfg.max_len), generator=self.generator)
         else:
             pick = torch.multinomial(self.token_prior, n * cfg.max_len, replacement=True, generator=self.generator).view(n, cfg.max_len)

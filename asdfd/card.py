@@ -71,8 +71,9 @@ def model_card(report: dict, name: str) -> str:
             f"({synth.get('pseudo_samples', '?')} crafted, {synth.get('pooled_samples', '?')} pooled)."
         )
         if cfg.get("vocab_base"):
+            which = "The random word pieces of its fresh rows" if cfg.get("prior_scope") == "fresh" else "Their random word pieces"
             data_line += (
-                f" Their random word pieces came from the teacher's training vocabulary ({synth.get('vocabulary_word_pieces', '?')} word "
+                f" {which} came from the teacher's training vocabulary ({synth.get('vocabulary_word_pieces', '?')} word "
                 f"pieces), read from its word embeddings against its base model `{cfg['vocab_base']}`; no text was read."
             )
     lines = [

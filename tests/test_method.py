@@ -736,6 +736,8 @@ def test_vocab_base_reads_the_word_pieces_fine_tuning_moved(tiny_teacher_dir, tm
 
     card = model_card({"config": {"method": "random-text", "vocab_base": "base"}, "synthesis": {"vocabulary_word_pieces": 4}}, "s")
     assert "training vocabulary (4 word pieces)" in card
+    card = model_card({"config": {"method": "as-dfd", "vocab_base": "base", "prior_scope": "fresh"}, "synthesis": {}}, "s")
+    assert "The random word pieces of its fresh rows came from the teacher's training vocabulary" in card
     with pytest.raises(UserError, match="hold no vocabulary"):
         training_vocabulary(base_E, base_E)
     with pytest.raises(UserError, match="fine-tuned from"):
@@ -973,16 +975,16 @@ def test_zipf_prior_draws_frequent_word_pieces_more_often(tiny_teacher_dir):
 def test_prior_scope_fresh_keeps_the_starts_uniform(tiny_teacher_dir, monkeypatch):
     cfg, teacher, space, student = _setup(tiny_teacher_dir, zipf=2.0, fresh_random=0.25, prior_scope="fresh")
     synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
-    shaped, draw = [], synth.random_frame
+    calls, draw = [], synth.random_frame
 
-    def spy(n: int, shaped_: bool = True, **kw):
-        shaped.append(kw.get("shaped", shaped_))
-        return draw(n, shaped=shaped[-1])
+    def spy(n: int, shaped: bool = True):
+        calls.append(shaped)
+        return draw(n, shaped=shaped)
 
     monkeypatch.setattr(synth, "random_frame", spy)
     synth.start(6)
     synth.fresh(6)
-    assert shaped == [False, True]  # the starts uniform, the fresh rows from the prior
+    assert calls == [False, True]  # the starts uniform, the fresh rows from the prior
     # and the uniform draw ignores the prior: a Zipf law of exponent 2 puts most draws on the top word pieces
     top5 = space.ordinary[space.ranks < 5]
     assert float(torch.isin(draw(200, shaped=False)[0], top5).float().mean()) < 0.2

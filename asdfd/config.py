@@ -239,12 +239,12 @@ class DistillConfig:
             raise UserError("zipf_alphabet norm orders the characters of the teacher's training vocabulary; pass vocab_base too")
         if self.init_pick not in ("target", "boundary"):
             raise UserError(f"unknown init_pick '{self.init_pick}'; choose target or boundary")
-        draws_random_text = self.method in ("as-dfd", "random-text") or (self.fresh_random > 0 and self.fresh_text == "random")
+        fresh_random_rows = self.fresh_random > 0 and self.fresh_text == "random"
+        draws_random_text = self.method in ("as-dfd", "random-text") or fresh_random_rows
         if self.vocab_base and not draws_random_text:
             raise UserError(f"vocab_base picks the random word pieces of as-dfd and random-text; method '{self.method}' draws none, drop it")
         if self.prior_scope not in ("all", "fresh"):
             raise UserError(f"unknown prior_scope '{self.prior_scope}'; choose all or fresh")
-        fresh_random_rows = self.fresh_random > 0 and self.fresh_text == "random"
         if self.prior_scope == "fresh" and not (self.method == "as-dfd" and fresh_random_rows and (self.zipf > 0 or self.vocab_base)):
             raise UserError(
                 "prior_scope fresh keeps AS-DFD's starts uniform and shapes only its fresh random rows: it needs method as-dfd, "

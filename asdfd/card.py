@@ -62,8 +62,10 @@ def model_card(report: dict, name: str) -> str:
             source = f"pseudo samples crafted from {corpus}, moved toward the teacher's classes: {n} texts"
         else:
             source = f"pseudo samples crafted from the teacher ({n})"
-        if cfg.get("fresh_text") == "general":
+        if cfg.get("fresh_text") == "general" and cfg.get("fresh_random"):
             source += f", and in every student batch a share {cfg.get('fresh_random')} of fresh lines of {corpus} labelled by the teacher"
+        if cfg.get("fresh_text") == "general" and cfg.get("mix_partner") == "fresh":
+            source += f", and mixtures of its samples with fresh lines of {corpus} labelled by the teacher"
         data_line = f"**No task training data was used, but real text was**: the student learned from {source}."
     else:
         data_line = (
@@ -71,7 +73,7 @@ def model_card(report: dict, name: str) -> str:
             f"({synth.get('pseudo_samples', '?')} crafted, {synth.get('pooled_samples', '?')} pooled)."
         )
         if cfg.get("vocab_base"):
-            which = "The random word pieces of its fresh rows" if cfg.get("prior_scope") == "fresh" else "Their random word pieces"
+            which = "The random word pieces of its fresh random text" if cfg.get("prior_scope") == "fresh" else "Their random word pieces"
             data_line += (
                 f" {which} came from the teacher's training vocabulary ({synth.get('vocabulary_word_pieces', '?')} word "
                 f"pieces), read from its word embeddings against its base model `{cfg['vocab_base']}`; no text was read."

@@ -35,8 +35,8 @@ CONFIG_HELP = {
     "zipf_alphabet": "last | norm: where the Zipf ranks put the tokenizer's single characters: after every other piece, or "
     "(with --vocab-base) those of the training vocabulary by embedding norm (short rows: frequent ones such as '?', ',') "
     "interleaved with the rest",
-    "prior_scope": "all | fresh: which random word pieces --zipf and --vocab-base shape: all, or only AS-DFD's fresh rows "
-    "(--fresh-random), its guessing starts staying uniform",
+    "prior_scope": "all | fresh: which random word pieces --zipf and --vocab-base shape: all, or only AS-DFD's fresh random text "
+    "(--fresh-random rows, --mix-partner fresh partners), its guessing starts staying uniform",
     "topic": "share of each sample's random word pieces drawn from the nearest neighbours of one random anchor word piece (0: independent draws)",
     "guess_steps": "K: embedding-guessing steps per crafted batch",
     "guess_lr": "Adam learning rate of the pseudo embeddings",
@@ -82,7 +82,8 @@ CONFIG_HELP = {
     "replay_hardness": "k > 1: each student batch is the part of k batches of pool draws the student matches worst",
     "mix": "fraction of each student batch replaced by token-level mixtures of two pool samples (default: as-dfd 0.5, others 0)",
     "mix_kind": "tokens | span | interpolate: a mixture swaps random tokens, one contiguous span, or interpolates the embeddings",
-    "mix_partner": "random | other-class: a mixture's second sample is any pool sample, or one the teacher puts in another class",
+    "mix_partner": "random | other-class | fresh: a mixture's second sample is any pool sample, one the teacher puts in another "
+    "class, or a new row of random text",
     "fresh_random": "share of each student batch that is fresh random text, new every step (0: none)",
     "fresh_text": "random | general: fresh rows of random word pieces (data-free) or lines of film dialogue (real text, no task data)",
     "crop": "share of each student batch that is pool samples cut to a random contiguous part (half to all) moved to the front, relabelled (0: off)",

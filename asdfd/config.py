@@ -59,7 +59,7 @@ class DistillConfig:
     # moved, the word pieces of its training texts, read from the two weight files ("": all)
     vocab_base: str = ""
     # which random word pieces zipf and vocab_base shape: "all", or only the "fresh" rows of the
-    # student batches (fresh_random), AS-DFD's guessing starts staying uniform
+    # student batches (fresh_random) and fresh mixture partners, AS-DFD's guessing starts staying uniform
     prior_scope: str = "all"
     # topical random text: this share of each sample's random word pieces is drawn from the
     # nearest neighbours (cosine, in the word-embedding matrix) of one random anchor word piece
@@ -168,9 +168,10 @@ class DistillConfig:
     # swapped for b's, keeping runs of crafted tokens together) or "interpolate" (every pseudo token
     # (1 - lam) a + lam b, mixup of the embeddings); lam ~ U(0, 1) per mixture
     mix_kind: str = "tokens"
-    # a mixture's second parent: "random" (any pool sample) or "other-class" (of 4 pool draws, the
+    # a mixture's second parent: "random" (any pool sample), "other-class" (of 4 pool draws, the
     # first that the teacher puts in another class than the first parent, so every mixture lies
-    # across a decision boundary; with two classes, half of the random pairs do not)
+    # across a decision boundary; with two classes, half of the random pairs do not) or "fresh" (a
+    # new row of random text, as fresh_random's: crafted evidence set among plain word pieces)
     mix_partner: str = "random"
     # fraction of each student batch that is fresh random text (new random word pieces every step,
     # labelled in the student step's teacher pass, so it costs no extra pass); taken from the end
@@ -239,7 +240,9 @@ class DistillConfig:
             raise UserError("zipf_alphabet norm orders the characters of the teacher's training vocabulary; pass vocab_base too")
         if self.init_pick not in ("target", "boundary"):
             raise UserError(f"unknown init_pick '{self.init_pick}'; choose target or boundary")
-        fresh_random_rows = self.fresh_random > 0 and self.fresh_text == "random"
+        # fresh random text: rows of the student batches (fresh_random) or mixture partners (mix_partner fresh)
+        fresh_rows = self.fresh_random > 0 or (self.mix_partner == "fresh" and self.mix > 0)
+        fresh_random_rows = fresh_rows and self.fresh_text == "random"
         draws_random_text = self.method in ("as-dfd", "random-text") or fresh_random_rows
         if self.vocab_base and not draws_random_text:
             raise UserError(f"vocab_base picks the random word pieces of as-dfd and random-text; method '{self.method}' draws none, drop it")
@@ -247,8 +250,9 @@ class DistillConfig:
             raise UserError(f"unknown prior_scope '{self.prior_scope}'; choose all or fresh")
         if self.prior_scope == "fresh" and not (self.method == "as-dfd" and fresh_random_rows and (self.zipf > 0 or self.vocab_base)):
             raise UserError(
-                "prior_scope fresh keeps AS-DFD's starts uniform and shapes only its fresh random rows: it needs method as-dfd, "
-                "fresh_random > 0 with fresh_text random, and a prior (zipf > 0 or vocab_base); pass prior_scope all or set those"
+                "prior_scope fresh keeps AS-DFD's starts uniform and shapes only its fresh random text: it needs method as-dfd, "
+                "fresh_random > 0 or mix_partner fresh, with fresh_text random, and a prior (zipf > 0 or vocab_base); "
+                "pass prior_scope all or set those"
             )
         if self.real_text not in ("as-is", "shuffled", "unigram"):
             raise UserError(f"unknown real_text '{self.real_text}'; choose as-is, shuffled or unigram")
@@ -276,15 +280,18 @@ class DistillConfig:
             raise UserError(f"mix must be in [0, 1], got {self.mix}")
         if self.mix_kind not in ("tokens", "span", "interpolate"):
             raise UserError(f"unknown mix_kind '{self.mix_kind}'; choose tokens, span or interpolate")
-        if self.mix_partner not in ("random", "other-class"):
-            raise UserError(f"unknown mix_partner '{self.mix_partner}'; choose random or other-class")
+        if self.mix_partner not in ("random", "other-class", "fresh"):
+            raise UserError(f"unknown mix_partner '{self.mix_partner}'; choose random, other-class or fresh")
         for name, plain in (("mix_kind", "tokens"), ("mix_partner", "random")):
             if getattr(self, name) != plain and self.mix == 0:
                 raise UserError(f"{name} {getattr(self, name)} sets how mixtures are made, and mix is 0 (none are); pass --mix > 0 or drop it")
         if self.fresh_text not in ("random", "general"):
             raise UserError(f"unknown fresh_text '{self.fresh_text}'; choose random or general")
-        if self.fresh_text != "random" and self.fresh_random == 0:
-            raise UserError(f"fresh_text {self.fresh_text} sets where fresh rows come from, and fresh_random is 0 (none); pass --fresh-random > 0")
+        if self.fresh_text != "random" and not fresh_rows:
+            raise UserError(
+                f"fresh_text {self.fresh_text} sets where fresh rows come from, and fresh_random is 0 (none); "
+                "pass --fresh-random > 0 (or --mix-partner fresh)"
+            )
         if not 0.0 <= self.fresh_random <= 1.0 - self.mix:
             raise UserError(f"fresh_random must be in [0, 1 - mix] = [0, {1 - self.mix:g}], got {self.fresh_random}; lower it or --mix")
         if not 0.0 <= self.bridge <= 1.0 - self.mix - self.fresh_random:

@@ -353,7 +353,15 @@ def test_real_data_references_say_so_on_their_card(tiny_teacher_dir, tiny_csv, t
     assert "Real training data was used" in card and "data-free" not in card.split("---")[1]
 
 
-@pytest.mark.parametrize("flags", [("--method", "general-text"), ("--start-text", "general"), ("--fresh-random", "0.25", "--fresh-text", "general")])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ("--method", "general-text"),
+        ("--start-text", "general"),
+        ("--fresh-random", "0.25", "--fresh-text", "general"),
+        ("--mix-partner", "fresh", "--fresh-text", "general"),
+    ],
+)
 def test_general_text_says_so_on_its_card(tiny_teacher_dir, tmp_path, flags):
     out = tmp_path / "student"
     assert main(_distill_args(tiny_teacher_dir, out, *flags)) == 0
@@ -363,7 +371,8 @@ def test_general_text_says_so_on_its_card(tiny_teacher_dir, tmp_path, flags):
     card = (out / "README.md").read_text()
     assert "No task training data was used, but real text was" in card and "data-free" not in card.split("---")[1]
     assert ("pseudo samples crafted from general English" in card) == (flags[0] == "--start-text")
-    assert ("fresh lines of general English" in card) == (flags[0] == "--fresh-random")
+    assert ("of fresh lines of general English" in card) == (flags[0] == "--fresh-random")
+    assert ("mixtures of its samples with fresh lines of general English" in card) == (flags[0] == "--mix-partner")
 
 
 def test_tensorboard_scalars_land_in_the_output_folder(tiny_teacher_dir, tmp_path):

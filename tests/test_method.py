@@ -538,6 +538,33 @@ def test_other_class_partners_cross_the_teachers_decision_boundary(tiny_teacher_
         tiny_distill_config(method="random-text", mix_partner="other-class").validate()
 
 
+def test_fresh_partners_set_crafted_tokens_among_new_random_word_pieces(tiny_teacher_dir):
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, mix=0.5, mix_partner="fresh")
+    synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    synth.synthesize(student)
+    draws, partners = [], []
+    pool_sample, fresh = synth.pool.sample, synth.fresh
+    synth.pool.sample = lambda n: draws.append(pool_sample(n)) or draws[-1]
+    synth.fresh = lambda n: partners.append(fresh(n)) or partners[-1]
+    batch = synth.sample(16)
+    assert len(draws) == 1 and len(partners) == 1 and len(partners[0]) == 8  # partners: new rows, not pool draws
+    a, b, mixed = draws[0].rows(0, 8), partners[0], batch.rows(0, 8)
+    assert torch.equal(batch.embeds[8:], draws[0].embeds[8:]) and batch.teacher_logits is None
+    from_a = (mixed.embeds == a.embeds).all(-1)
+    from_b = (mixed.embeds == b.embeds).all(-1) & ~from_a
+    assert (from_a | from_b).all() and from_b.any()  # every token is a's or its partner's, and partners give some
+    assert not (from_b & ~(a.slot & b.slot)).any()  # only where both have pseudo tokens
+    tokens = mixed.embeds[from_b]
+    assert torch.equal(space.embeddings[space.nearest(tokens)], tokens)  # plain word pieces
+    pool = synth.pool.store.embeds[: synth.pool.size][synth.pool.store.slot[: synth.pool.size]]
+    assert not (tokens[:, None] == pool[None]).all(-1).any()  # new ones: crafted tokens are off the vocabulary
+    # the prior can shape the partners alone, and a fresh partner needs mixtures to go into
+    tiny_distill_config(mix_partner="fresh", zipf=1.0, prior_scope="fresh").validate()
+    tiny_distill_config(mix_partner="fresh", fresh_text="general").validate()
+    with pytest.raises(UserError, match="mix_partner fresh sets how mixtures are made"):
+        tiny_distill_config(mix_partner="fresh", mix=0.0).validate()
+
+
 def test_fresh_random_text_fills_the_end_of_each_student_batch(tiny_teacher_dir):
     cfg, teacher, space, student = _setup(tiny_teacher_dir, mix=0.25, fresh_random=0.5)
     synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
@@ -737,7 +764,7 @@ def test_vocab_base_reads_the_word_pieces_fine_tuning_moved(tiny_teacher_dir, tm
     card = model_card({"config": {"method": "random-text", "vocab_base": "base"}, "synthesis": {"vocabulary_word_pieces": 4}}, "s")
     assert "training vocabulary (4 word pieces)" in card
     card = model_card({"config": {"method": "as-dfd", "vocab_base": "base", "prior_scope": "fresh"}, "synthesis": {}}, "s")
-    assert "The random word pieces of its fresh rows came from the teacher's training vocabulary" in card
+    assert "The random word pieces of its fresh random text came from the teacher's training vocabulary" in card
     with pytest.raises(UserError, match="hold no vocabulary"):
         training_vocabulary(base_E, base_E)
     with pytest.raises(UserError, match="fine-tuned from"):

@@ -157,8 +157,10 @@ class Synthesizer:
         self.n_targeted = 0
         self.n_crafted = 0  # samples asked for (the pseudo-sample budget)
         self.n_pooled = 0  # samples that entered the pool (more, with the guessing trajectory)
-        # fresh_text "general": the fresh rows of student batches are lines of general English
-        self.fresh_bank = self.general_bank if cfg.fresh_random > 0 and cfg.fresh_text == "general" else None
+        # fresh_text "general": the fresh rows of student batches (and fresh mixture partners) are
+        # lines of general English
+        fresh_rows = cfg.fresh_random > 0 or (cfg.mix_partner == "fresh" and cfg.mix > 0)
+        self.fresh_bank = self.general_bank if fresh_rows and cfg.fresh_text == "general" else None
         if self.fresh_bank is not None:  # else the class says (general-text reads text whatever its fresh rows)
             self.reads_general_text = True
 
@@ -231,11 +233,17 @@ class Synthesizer:
         lam ~ U(0, 1) of b per mixture, at the positions where both have pseudo tokens (``mix_kind``:
         each of a's tokens swapped for b's with probability lam, one contiguous run of lam of a's
         tokens swapped, or every token interpolated; b is any pool sample, or with ``mix_partner``
-        "other-class" one of another class than a). The mixtures keep a's frame and carry no
+        "other-class" one of another class than a, or "fresh" a new row of random text, so crafted
+        evidence sits among plain word pieces). The mixtures keep a's frame and carry no
         teacher logits, so the distiller labels the whole batch in its one teacher pass, and their
         labels fall between the parents' classes."""
         a = batch.index(torch.arange(n_mix, device=batch.embeds.device))
-        other = self.partners(a) if self.cfg.mix_partner == "other-class" else self.pool.sample(n_mix).to(self.device)
+        if self.cfg.mix_partner == "other-class":
+            other = self.partners(a)
+        elif self.cfg.mix_partner == "fresh":
+            other = self.fresh(n_mix)
+        else:
+            other = self.pool.sample(n_mix).to(self.device)
         lam = torch.rand(n_mix, 1, generator=self.generator).to(self.device)
         both = a.slot & other.slot  # every pool sample has the pool's frame width, so positions line up
         embeds = a.embeds.clone()

@@ -240,8 +240,7 @@ class DistillConfig:
             raise UserError("zipf_alphabet norm orders the characters of the teacher's training vocabulary; pass vocab_base too")
         if self.init_pick not in ("target", "boundary"):
             raise UserError(f"unknown init_pick '{self.init_pick}'; choose target or boundary")
-        # fresh random text: rows of the student batches (fresh_random) or mixture partners (mix_partner fresh)
-        fresh_rows = self.fresh_random > 0 or (self.mix_partner == "fresh" and self.mix > 0)
+        fresh_rows = self.has_fresh_rows
         fresh_random_rows = fresh_rows and self.fresh_text == "random"
         draws_random_text = self.method in ("as-dfd", "random-text") or fresh_random_rows
         if self.vocab_base and not draws_random_text:
@@ -328,6 +327,12 @@ class DistillConfig:
 
             self.precision = resolve_precision("auto", resolve_device(self.device))
         return self
+
+    @property
+    def has_fresh_rows(self) -> bool:
+        """Whether student batches hold fresh rows (of random text, or general text with fresh_text
+        general): rows of their own (fresh_random) or mixture partners (mix_partner fresh)."""
+        return self.fresh_random > 0 or (self.mix_partner == "fresh" and (self.mix or 0) > 0)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

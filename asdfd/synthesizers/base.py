@@ -159,8 +159,7 @@ class Synthesizer:
         self.n_pooled = 0  # samples that entered the pool (more, with the guessing trajectory)
         # fresh_text "general": the fresh rows of student batches (and fresh mixture partners) are
         # lines of general English
-        fresh_rows = cfg.fresh_random > 0 or (cfg.mix_partner == "fresh" and cfg.mix > 0)
-        self.fresh_bank = self.general_bank if fresh_rows and cfg.fresh_text == "general" else None
+        self.fresh_bank = self.general_bank if cfg.has_fresh_rows and cfg.fresh_text == "general" else None
         if self.fresh_bank is not None:  # else the class says (general-text reads text whatever its fresh rows)
             self.reads_general_text = True
 

@@ -275,6 +275,15 @@ class TokenSpace:
         weights = (ranks.double() + 1) ** -zipf
         return (weights / weights.sum()).float()
 
+    def draw_weights(self, zipf: float, alphabet: str = "last", vocabulary: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Unnormalised weights over ``ordinary`` that random word pieces are drawn with: the Zipf
+        law of :meth:`token_prior`, kept to ``vocabulary`` (a mask over ``ordinary``) when given.
+        None: uniform over every ordinary word piece."""
+        prior = self.token_prior(zipf, alphabet, vocabulary)
+        if vocabulary is None:
+            return prior
+        return (prior if prior is not None else torch.ones(len(self.ordinary), dtype=torch.double)) * vocabulary
+
     def norm_range(self, lo_q: float = 0.05, hi_q: float = 0.95) -> tuple[float, float]:
         norms = self.embeddings[self.ordinary].norm(dim=-1)
         return float(torch.quantile(norms, lo_q)), float(torch.quantile(norms, hi_q))

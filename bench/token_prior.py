@@ -59,8 +59,7 @@ def score(dataset: str) -> dict:
 
     out = {"word_pieces": int(counts.sum()), "unigram_floor": cross_entropy(counts), "priors": []}
     for zipf, alphabet in PRIORS:
-        p = space.token_prior(zipf, alphabet, vocabulary)
-        p = (torch.ones(len(vocabulary), dtype=torch.double) if p is None else p.double()) * vocabulary
+        p = space.draw_weights(zipf, alphabet, vocabulary).double()
         out["priors"].append({"zipf": zipf, "zipf_alphabet": alphabet, "cross_entropy": cross_entropy(p), "top": top(p)})
     pieces = tokenizer.convert_ids_to_tokens(space.ordinary.tolist())
     alphabet = (torch.arange(len(pieces)) < alphabet_size(pieces)) & seen

@@ -147,10 +147,7 @@ class Synthesizer:
         self.vocabulary = None  # with vocab_base: which ordinary word pieces the teacher was trained on
         if cfg.vocab_base:
             self.vocabulary = training_vocabulary(space.embeddings, base_word_embeddings(cfg.vocab_base))[space.ordinary]
-        self.token_prior = space.token_prior(cfg.zipf, cfg.zipf_alphabet, self.vocabulary)  # None: uniform
-        if self.vocabulary is not None:
-            prior = self.token_prior if self.token_prior is not None else torch.ones(len(space.ordinary), dtype=torch.double)
-            self.token_prior = prior * self.vocabulary
+        self.token_prior = space.draw_weights(cfg.zipf, cfg.zipf_alphabet, self.vocabulary)  # None: uniform
         self.class_hist = torch.zeros(self.num_labels, dtype=torch.long)
         self.confidence_sum = 0.0
         self.target_prob_sum = 0.0

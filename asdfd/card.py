@@ -73,7 +73,8 @@ def model_card(report: dict, name: str) -> str:
             f"({synth.get('pseudo_samples', '?')} crafted, {synth.get('pooled_samples', '?')} pooled)."
         )
         if cfg.get("vocab_base"):
-            which = "The random word pieces of its fresh random text" if cfg.get("prior_scope") == "fresh" else "Their random word pieces"
+            scopes = {"fresh": "The random word pieces of its fresh random text", "held": "The held word pieces of its starts"}
+            which = scopes.get(cfg.get("prior_scope"), "Their random word pieces")
             data_line += (
                 f" {which} came from the teacher's training vocabulary ({synth.get('vocabulary_word_pieces', '?')} word "
                 f"pieces), read from its word embeddings against its base model `{cfg['vocab_base']}`; no text was read."

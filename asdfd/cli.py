@@ -35,8 +35,8 @@ CONFIG_HELP = {
     "zipf_alphabet": "last | norm: where the Zipf ranks put the tokenizer's single characters: after every other piece, or "
     "(with --vocab-base) those of the training vocabulary by embedding norm (short rows: frequent ones such as '?', ',') "
     "interleaved with the rest",
-    "prior_scope": "all | fresh: which random word pieces --zipf and --vocab-base shape: all, or only AS-DFD's fresh random text "
-    "(--fresh-random rows, --mix-partner fresh partners), its guessing starts staying uniform",
+    "prior_scope": "all | fresh | held: which random word pieces --zipf and --vocab-base shape: all, or only AS-DFD's fresh random "
+    "text (--fresh-random rows, --mix-partner fresh partners), or only its held word pieces (--hold); its guessing starts then stay uniform",
     "topic": "share of each sample's random word pieces drawn from the nearest neighbours of one random anchor word piece (0: independent draws)",
     "guess_steps": "K: embedding-guessing steps per crafted batch",
     "guess_lr": "Adam learning rate of the pseudo embeddings",
@@ -46,6 +46,7 @@ CONFIG_HELP = {
     "soft_targets": "guess toward (1 - s) * onehot + s / C with s ~ U(0, this) per sample (0: one-hot targets)",
     "token_flips": "discrete guessing: word pieces swapped per sample and guessing step, toward the target (0: continuous steps)",
     "lexicon": "share of each random start's word pieces drawn from its target class's lexicon (word pieces the teacher ties to it; 0: off)",
+    "hold": "share of each random start's pseudo tokens held as real word pieces the guessing steps do not move (0: all move)",
     "restart": "share of each crafted batch re-guessed from pooled samples toward a class the teacher does not give them (0: off)",
     "init_noise": "Gaussian noise on the random-token init, relative to the embeddings' std",
     "lambda_norm": "weight of the penalty keeping pseudo-token norms in the real embeddings' range",

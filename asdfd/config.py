@@ -59,7 +59,8 @@ class DistillConfig:
     # moved, the word pieces of its training texts, read from the two weight files ("": all)
     vocab_base: str = ""
     # which random word pieces zipf and vocab_base shape: "all", or only the "fresh" rows of the
-    # student batches (fresh_random) and fresh mixture partners, AS-DFD's guessing starts staying uniform
+    # student batches (fresh_random) and fresh mixture partners, or only AS-DFD's "held" word pieces
+    # (hold > 0); AS-DFD's guessing starts then stay uniform
     prior_scope: str = "all"
     # topical random text: this share of each sample's random word pieces is drawn from the
     # nearest neighbours (cosine, in the word-embedding matrix) of one random anchor word piece
@@ -91,6 +92,10 @@ class DistillConfig:
     # class's lexicon, the word pieces the teacher alone (one per input) gives that class most
     # (one teacher pass over the vocabulary; 0: off)
     lexicon: float = 0.0
+    # held word pieces: this share of each random start's pseudo tokens (each position by chance)
+    # are real word pieces that the guessing and adversarial steps do not move, so crafted evidence
+    # is written among word pieces that stay on the vocabulary (0: every pseudo token moves)
+    hold: float = 0.0
     init_noise: float = 0.0  # std of Gaussian noise added to the random-token init, relative to E's std
     lambda_norm: float = 1.0  # keep token vector norms inside the [5%, 95%] range of real word embeddings
     confidence_stop: float = 1.0  # a sample stops moving once teacher p(target) >= this (1.0: never)
@@ -245,8 +250,13 @@ class DistillConfig:
         draws_random_text = self.method in ("as-dfd", "random-text") or fresh_random_rows
         if self.vocab_base and not draws_random_text:
             raise UserError(f"vocab_base picks the random word pieces of as-dfd and random-text; method '{self.method}' draws none, drop it")
-        if self.prior_scope not in ("all", "fresh"):
-            raise UserError(f"unknown prior_scope '{self.prior_scope}'; choose all or fresh")
+        if self.prior_scope not in ("all", "fresh", "held"):
+            raise UserError(f"unknown prior_scope '{self.prior_scope}'; choose all, fresh or held")
+        if self.prior_scope == "held" and not (self.hold > 0 and (self.zipf > 0 or self.vocab_base)):
+            raise UserError(
+                "prior_scope held keeps AS-DFD's starts uniform and shapes only its held word pieces: it needs hold > 0 "
+                "and a prior (zipf > 0 or vocab_base); pass prior_scope all or set those"
+            )
         if self.prior_scope == "fresh" and not (self.method == "as-dfd" and fresh_random_rows and (self.zipf > 0 or self.vocab_base)):
             raise UserError(
                 "prior_scope fresh keeps AS-DFD's starts uniform and shapes only its fresh random text: it needs method as-dfd, "
@@ -273,6 +283,13 @@ class DistillConfig:
             raise UserError(f"lexicon must be in [0, 1] (0: random starts only), got {self.lexicon}")
         if self.lexicon > 0 and (self.method != "as-dfd" or self.start_text != "random"):
             raise UserError("lexicon draws the word pieces of as-dfd's random starts; use it with method as-dfd and start_text random")
+        if not 0.0 <= self.hold < 1.0:
+            raise UserError(f"hold must be in [0, 1) (0: every pseudo token moves; 1 would hold them all), got {self.hold}")
+        if self.hold > 0 and (self.method != "as-dfd" or self.start_text != "random" or self.soft_tokens > 0 or self.token_flips > 0):
+            raise UserError(
+                "hold keeps word pieces of as-dfd's random starts through its continuous steps; "
+                "use it with method as-dfd, start_text random, soft_tokens 0 and token_flips 0"
+            )
         if not 0.0 <= self.soft_targets <= 1.0:
             raise UserError(f"soft_targets must be in [0, 1] (0: one-hot targets), got {self.soft_targets}")
         if not 0.0 <= self.mix <= 1.0:

@@ -765,6 +765,8 @@ def test_vocab_base_reads_the_word_pieces_fine_tuning_moved(tiny_teacher_dir, tm
     assert "training vocabulary (4 word pieces)" in card
     card = model_card({"config": {"method": "as-dfd", "vocab_base": "base", "prior_scope": "fresh"}, "synthesis": {}}, "s")
     assert "The random word pieces of its fresh random text came from the teacher's training vocabulary" in card
+    card = model_card({"config": {"method": "as-dfd", "vocab_base": "base", "prior_scope": "held"}, "synthesis": {}}, "s")
+    assert "The held word pieces of its starts came from the teacher's training vocabulary" in card
     with pytest.raises(UserError, match="hold no vocabulary"):
         training_vocabulary(base_E, base_E)
     with pytest.raises(UserError, match="fine-tuned from"):
@@ -1018,7 +1020,7 @@ def test_prior_scope_fresh_keeps_the_starts_uniform(tiny_teacher_dir, monkeypatc
     assert float(torch.isin(draw(200)[0], top5).float().mean()) > 0.5
     with pytest.raises(UserError, match="prior_scope fresh"):
         tiny_distill_config(zipf=1.0, prior_scope="fresh").validate()  # no fresh rows
-    with pytest.raises(UserError, match="choose all or fresh"):
+    with pytest.raises(UserError, match="choose all, fresh or held"):
         tiny_distill_config(prior_scope="starts").validate()
 
 
@@ -1184,6 +1186,35 @@ def test_lexicon_starts_draw_their_share_of_word_pieces_from_the_targets_lexicon
     assert abs(share - (0.5 + 0.5 * base_rate)) < 0.05, share
     assert len(synth.stats()["lexicon_head"]) == C
     for bad, match in (({"lexicon": 1.5}, "lexicon must be in"), ({"lexicon": 0.5, "method": "random-text"}, "lexicon draws")):
+        with pytest.raises(UserError, match=match):
+            tiny_distill_config(**bad).validate()
+
+
+def test_held_word_pieces_stay_on_the_vocabulary_while_the_rest_of_the_sample_is_guessed(tiny_teacher_dir):
+    cfg, teacher, space, student = _setup(
+        tiny_teacher_dir, hold=0.5, zipf=4.0, prior_scope="held", guess_lr=0.05, guess_steps=3, min_len=16, max_len=16
+    )
+    synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    c = synth.start(256)  # 4 candidates per sample: the held mask is picked with its start
+    start = c.z.detach().clone()
+    for k in range(cfg.guess_steps + cfg.adv_steps):
+        synth.step(c, student, adversarial=k >= cfg.guess_steps)
+    held, moved = c.held, (c.z.detach() - start).norm(dim=-1) > 1e-6
+    assert abs(float(held.float().mean()) - 0.5) < 0.05  # every position is a pseudo token here
+    assert not moved[held].any() and moved[~held].float().mean() > 0.9
+    on_vocab = (synth.token_embeddings(space.nearest(c.z.detach())) - c.z.detach()).norm(dim=-1) < 1e-6
+    assert on_vocab[held].all()
+    # prior_scope held: the held word pieces follow the Zipf prior, the moving starts stay uniform
+    rank = {int(w): i for i, w in enumerate(space.ordinary)}
+    ids = space.nearest(start)
+    mean_rank = [sum(rank[int(w)] for w in ids[m]) / int(m.sum()) for m in (held, ~held)]
+    assert mean_rank[0] < 0.5 * mean_rank[1], mean_rank
+    for bad, match in (
+        ({"hold": 1.0}, "hold must be in"),
+        ({"hold": 0.5, "method": "random-text"}, "hold keeps"),
+        ({"hold": 0.5, "token_flips": 2}, "hold keeps"),
+        ({"hold": 0.5, "prior_scope": "held"}, "prior_scope held"),
+    ):
         with pytest.raises(UserError, match=match):
             tiny_distill_config(**bad).validate()
 

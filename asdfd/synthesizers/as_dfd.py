@@ -13,7 +13,8 @@ With ``start_text`` "general" the starts are lines of general English instead of
 (real text, though not the task's: the run is then not data-free). With ``restart`` a share of
 each batch starts instead from pooled samples, guessed toward a class the teacher does not give them.
 With ``lexicon`` a share of each random start's word pieces comes from its target class's lexicon
-(the word pieces the teacher, reading each alone, gives that class most).
+(the word pieces the teacher, reading each alone, gives that class most). With ``hold`` a share of
+them are held: real word pieces (from the run's prior, if any) that no step moves.
 Options of the steps: a diversity term (``lambda_diverse``), soft tokens (``soft_tokens``: each
 pseudo token a mixture of real word-piece vectors, moved by mirror steps on its logits) and robust
 guessing (``guess_drop``: the steps' teacher passes miss random pseudo tokens).
@@ -44,6 +45,7 @@ class Crafting:
     targets: torch.Tensor
     goal: torch.Tensor  # what the guessing cross-entropy aims at: ``targets``, or (B, C) soft targets
     logits: torch.Tensor | None = None  # soft tokens: (B, max_len, V_ordinary), z = softmax(logits) @ E
+    held: torch.Tensor | None = None  # hold > 0: (B, max_len) True where a word piece stays as drawn
 
 
 LEXICON_SIZE = 256  # word pieces in each class's lexicon (lexicon > 0)
@@ -109,19 +111,25 @@ class ASDFD(Synthesizer):
         targets = (torch.randperm(n, generator=self.generator) % self.num_labels).to(self.device)
         if self.lexicons is not None:  # candidates i*k .. i*k+k-1 are sample i's
             candidates = self.lexicon_words(candidates, targets.repeat_interleave(cfg.init_candidates))
-        ids, base, slot, attn = self.best_starts(candidates, targets)
+        if cfg.hold > 0:
+            candidates = self.held_word_pieces(candidates)
+        ids, base, slot, attn, *held = self.best_starts(candidates, targets)
+        held = held[0] if held else None
         z = self.token_embeddings(ids)
         if cfg.init_noise > 0:
-            z = z + cfg.init_noise * self.emb_std * torch.randn(z.shape, generator=self.generator).to(z)
+            noise = cfg.init_noise * self.emb_std * torch.randn(z.shape, generator=self.generator).to(z)
+            z = z + (noise if held is None else noise * (~held)[..., None])
         n_re = round(cfg.restart * n) if self.pool.size else 0
         if n_re > 0:  # the first n_re samples start from pooled ones instead (targets are in random order)
             old = self.restarts(targets[:n_re])
             z, base, slot, attn = (torch.cat([o, t[n_re:]]) for o, t in zip(old, (z, base, slot, attn), strict=True))
+            if held is not None:  # a restarted sample's tokens all move
+                held = torch.cat([torch.zeros_like(held[:n_re]), held[n_re:]])
         z = z.detach().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=cfg.guess_lr)
         # class ids unless targets are soft: the same numbers as with one-hot targets, for less work
         goal = self.target_distribution(targets) if cfg.soft_targets > 0 else targets
-        c = Crafting(z, opt, base, slot, attn, targets, goal)
+        c = Crafting(z, opt, base, slot, attn, targets, goal, held=held)
         if cfg.soft_tokens > 0:
             c.logits = self.start_logits(ids)
             self.mix_tokens(c)
@@ -150,6 +158,18 @@ class ASDFD(Synthesizer):
         from off-vocabulary moves."""
         ids, base, slot, attn = candidates
         return self.swap_in(ids, self.lexicons[targets.cpu()], self.cfg.lexicon), base, slot, attn
+
+    def held_word_pieces(self, candidates: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """Random frames (ids, base, slot, attn) plus a (n, max_len) mask of held positions: each
+        pseudo token, with probability ``hold``, becomes a fresh random word piece (from the run's
+        prior when ``prior_scope`` is all or held) that the steps will not move. Real text is mostly
+        common words around a few that decide its class; held word pieces are that context, and the
+        guessing writes the class's evidence around them."""
+        ids, base, slot, attn = candidates
+        n, width = ids.shape
+        held = (torch.rand(n, width, generator=self.generator) < self.cfg.hold).to(self.device) & slot[:, 1 : width + 1]
+        drawn = self.random_ids(n, shaped=self.cfg.prior_scope in ("all", "held")).to(self.device)
+        return torch.where(held, drawn, ids), base, slot, attn, held
 
     def stats(self) -> dict:
         stats = super().stats()
@@ -211,7 +231,7 @@ class ASDFD(Synthesizer):
         k = candidates[0].shape[0] // n
         if k == 1:
             return candidates
-        ids, base, slot, attn = candidates
+        ids, base, slot, attn = candidates[:4]  # a fifth, the held mask (hold > 0), is picked alike
         probs = self.teacher_logits(self.space.compose(self.token_embeddings(ids), base, slot), attn).softmax(-1).view(n, k, -1)
         if self.cfg.init_pick == "boundary":
             score = -(probs * probs.clamp_min(1e-12).log()).sum(-1)
@@ -249,6 +269,8 @@ class ASDFD(Synthesizer):
                 s_logits = student(inputs_embeds=x, attention_mask=c.attn).logits
             loss = loss - cfg.lambda_disagree * (kd_per_sample(s_logits, logits, cfg.temperature) * active).mean()
         (grad,) = torch.autograd.grad(loss, [c.z])
+        if c.held is not None:  # held word pieces stay where they are: Adam moves no entry whose gradients are all zero
+            grad = grad * (~c.held)[..., None]
         if cfg.token_flips > 0:
             self.flip(c, grad, active.bool())
         elif cfg.soft_tokens > 0:

@@ -205,7 +205,7 @@ class Synthesizer:
         """``n`` new random-text samples (or lines of general text, ``fresh_text`` general) without
         teacher logits (the student step labels them), in the pool's frame."""
         if self.fresh_bank is None:
-            ids, base, slot, attn = self.random_frame(n)
+            ids, base, slot, attn = self.random_frame(n, shaped=self.cfg.prior_scope != "held")
             embeds = self.space.compose(self.token_embeddings(ids), base, slot)
         else:
             ids, attn, slot = self.fresh_bank.draw(n, self.generator, self.cfg.max_len + 2)
@@ -371,15 +371,20 @@ class Synthesizer:
         cfg = self.cfg
         lengths = torch.randint(cfg.min_len, cfg.max_len + 1, (n,), generator=self.generator)
         base, slot, attn = self.space.frame(lengths, cfg.max_len)
-        ordinary = self.space.ordinary
-        if self.token_prior is None or not shaped:
-            pick = torch.randint(len(ordinary), (n, cfg.max_len), generator=self.generator)
-        else:
-            pick = torch.multinomial(self.token_prior, n * cfg.max_len, replacement=True, generator=self.generator).view(n, cfg.max_len)
-        ids = ordinary[pick]
+        ids = self.random_ids(n, shaped)
         if cfg.topic > 0:
             ids = self.topical(ids)
         return ids.to(self.device), base.to(self.device), slot.to(self.device), attn.to(self.device)
+
+    def random_ids(self, n: int, shaped: bool = True) -> torch.Tensor:
+        """(n, max_len) random ordinary word-piece ids on the CPU: uniform, or (``shaped``) drawn
+        with the run's prior (``zipf``, ``vocab_base``) when it has one."""
+        ordinary, width = self.space.ordinary, self.cfg.max_len
+        if self.token_prior is None or not shaped:
+            pick = torch.randint(len(ordinary), (n, width), generator=self.generator)
+        else:
+            pick = torch.multinomial(self.token_prior, n * width, replacement=True, generator=self.generator).view(n, width)
+        return ordinary[pick]
 
     def topical(self, ids: torch.Tensor) -> torch.Tensor:
         """``ids`` (n, L) with each word piece, with probability ``topic``, replaced by a uniform

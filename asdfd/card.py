@@ -73,7 +73,11 @@ def model_card(report: dict, name: str) -> str:
             f"({synth.get('pseudo_samples', '?')} crafted, {synth.get('pooled_samples', '?')} pooled)."
         )
         if cfg.get("vocab_base"):
-            scopes = {"fresh": "The random word pieces of its fresh random text", "held": "The held word pieces of its starts"}
+            scopes = {
+                "fresh": "The random word pieces of its fresh random text",
+                "held": "The held word pieces of its starts",
+                "pretext": "The word pieces its self-supervised task swapped in",
+            }
             which = scopes.get(cfg.get("prior_scope"), "Their random word pieces")
             data_line += (
                 f" {which} came from the teacher's training vocabulary ({synth.get('vocabulary_word_pieces', '?')} word "

@@ -35,8 +35,9 @@ CONFIG_HELP = {
     "zipf_alphabet": "last | norm: where the Zipf ranks put the tokenizer's single characters: after every other piece, or "
     "(with --vocab-base) those of the training vocabulary by embedding norm (short rows: frequent ones such as '?', ',') "
     "interleaved with the rest",
-    "prior_scope": "all | fresh | held: which random word pieces --zipf and --vocab-base shape: all, or only AS-DFD's fresh random "
-    "text (--fresh-random rows, --mix-partner fresh partners), or only its held word pieces (--hold); its guessing starts then stay uniform",
+    "prior_scope": "all | fresh | held | pretext: which random word pieces --zipf and --vocab-base shape: all, or only AS-DFD's "
+    "fresh random text (--fresh-random rows, --mix-partner fresh partners), or only its held word pieces (--hold), or only those "
+    "its replaced-token task swaps in; its guessing starts then stay uniform",
     "topic": "share of each sample's random word pieces drawn from the nearest neighbours of one random anchor word piece (0: independent draws)",
     "guess_steps": "K: embedding-guessing steps per crafted batch",
     "guess_lr": "Adam learning rate of the pseudo embeddings",

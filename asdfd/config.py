@@ -60,7 +60,8 @@ class DistillConfig:
     vocab_base: str = ""
     # which random word pieces zipf and vocab_base shape: "all", or only the "fresh" rows of the
     # student batches (fresh_random) and fresh mixture partners, or only AS-DFD's "held" word pieces
-    # (hold > 0); AS-DFD's guessing starts then stay uniform
+    # (hold > 0), or only the real word pieces its replaced-token task swaps in ("pretext");
+    # AS-DFD's guessing starts then stay uniform
     prior_scope: str = "all"
     # topical random text: this share of each sample's random word pieces is drawn from the
     # nearest neighbours (cosine, in the word-embedding matrix) of one random anchor word piece
@@ -250,8 +251,13 @@ class DistillConfig:
         draws_random_text = self.method in ("as-dfd", "random-text") or fresh_random_rows
         if self.vocab_base and not draws_random_text:
             raise UserError(f"vocab_base picks the random word pieces of as-dfd and random-text; method '{self.method}' draws none, drop it")
-        if self.prior_scope not in ("all", "fresh", "held"):
-            raise UserError(f"unknown prior_scope '{self.prior_scope}'; choose all, fresh or held")
+        if self.prior_scope not in ("all", "fresh", "held", "pretext"):
+            raise UserError(f"unknown prior_scope '{self.prior_scope}'; choose all, fresh, held or pretext")
+        if self.prior_scope == "pretext" and not (self.method == "as-dfd" and self.ss_task == "replaced" and (self.zipf > 0 or self.vocab_base)):
+            raise UserError(
+                "prior_scope pretext shapes only the word pieces AS-DFD's replaced-token task swaps in: it needs method as-dfd, "
+                "ss_task replaced and a prior (zipf > 0 or vocab_base); pass prior_scope all or set those"
+            )
         if self.prior_scope == "held" and not (self.hold > 0 and (self.zipf > 0 or self.vocab_base)):
             raise UserError(
                 "prior_scope held keeps AS-DFD's starts uniform and shapes only its held word pieces: it needs hold > 0 "

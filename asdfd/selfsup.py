@@ -20,19 +20,24 @@ def last_hidden(student: PreTrainedModel, embeds: torch.Tensor, attn: torch.Tens
 
 
 class ReplacedTokenDetection(nn.Module):
-    """Replace a fraction of pseudo tokens with random real word pieces; find them (per token)."""
+    """Replace a fraction of pseudo tokens with random real word pieces (uniform, or drawn with
+    ``weights`` over the ordinary word pieces); find them (per token)."""
 
-    def __init__(self, hidden: int, space: TokenSpace, ratio: float):
+    def __init__(self, hidden: int, space: TokenSpace, ratio: float, weights: torch.Tensor | None = None):
         super().__init__()
         self.head = nn.Linear(hidden, 1)
         self.space = space
         self.ratio = ratio
+        self.weights = weights
 
     def loss(self, student, embeds, slot, attn, generator: torch.Generator) -> torch.Tensor:
         B, T, _ = embeds.shape
         replaced = (torch.rand(B, T, generator=generator) < self.ratio).to(embeds.device) & slot
         ordinary = self.space.ordinary
-        ids = ordinary[torch.randint(len(ordinary), (B, T), generator=generator)]
+        if self.weights is None:
+            ids = ordinary[torch.randint(len(ordinary), (B, T), generator=generator)]
+        else:
+            ids = ordinary[torch.multinomial(self.weights, B * T, replacement=True, generator=generator).view(B, T)]
         corrupt = torch.where(replaced.unsqueeze(-1), self.space.embeddings[ids].to(embeds), embeds)
         logits = self.head(last_hidden(student, corrupt, attn)).squeeze(-1).float()
         return F.binary_cross_entropy_with_logits(logits[slot], replaced[slot].float())
@@ -41,7 +46,7 @@ class ReplacedTokenDetection(nn.Module):
 class ShuffleDetection(nn.Module):
     """Shuffle the pseudo tokens of half the samples; tell shuffled from intact (from [CLS])."""
 
-    def __init__(self, hidden: int, space: TokenSpace, ratio: float):
+    def __init__(self, hidden: int, space: TokenSpace, ratio: float, weights: torch.Tensor | None = None):
         super().__init__()
         self.head = nn.Linear(hidden, 1)
 
@@ -60,5 +65,6 @@ class ShuffleDetection(nn.Module):
 TASKS = {"replaced": ReplacedTokenDetection, "shuffle": ShuffleDetection}
 
 
-def build_task(name: str, hidden: int, space: TokenSpace, ratio: float) -> nn.Module | None:
-    return None if name == "none" else TASKS[name](hidden, space, ratio)
+def build_task(name: str, hidden: int, space: TokenSpace, ratio: float, weights: torch.Tensor | None = None) -> nn.Module | None:
+    """The pretext task ``name`` (None for "none"); ``weights``: the replaced-token task's draw weights."""
+    return None if name == "none" else TASKS[name](hidden, space, ratio, weights)

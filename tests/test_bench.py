@@ -190,3 +190,40 @@ def test_cells_of_another_teacher_are_refused(tmp_path):
         cell.write_text(json.dumps(other))
         with pytest.raises(UserError, match="another trec teacher.*--results"):
             check_same_teacher(tmp_path / "results", "trec", ident)
+
+
+def test_paired_changes_are_set_against_the_default_on_the_same_seeds(tmp_path):
+    from bench.paired import main as paired_main
+
+    base_cfg = {"method": "as-dfd", "replay_size": 32, "batch_size": 32, "student_steps": 600, "mix": 0.5, "seed": 0}
+
+    def write(variant, seed, val, test, **cfg):
+        c = {
+            "dataset": "trec",
+            "variant": variant,
+            "seed": seed,
+            "validation": {"accuracy": val},
+            "test": {"accuracy": test},
+            "config": {**base_cfg, "seed": seed, **cfg},
+        }
+        path = tmp_path / "runs" / "trec" / variant / f"seed{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(c))
+
+    for seed, val in ((0, 0.80), (1, 0.82), (2, 0.90)):
+        write("as-dfd", seed, val, val - 0.05)
+    write("as-dfd-hold", 0, 0.81, 0.70, hold=0.5)  # seeds 0 and 1 only: paired with the default's 0 and 1
+    write("as-dfd-hold", 1, 0.85, 0.80, hold=0.5)
+    write("as-dfd-pool4096", 0, 0.99, 0.99, replay_size=4096)  # another default's pool: not a change of this one
+    write("as-dfd-steps", 0, 0.99, 0.99, student_steps=1200)  # another budget
+    write("random-text", 0, 0.99, 0.99, method="random-text")
+    out = tmp_path / "paired.md"
+    paired_main(["--results", str(tmp_path), "--out", str(out)])
+    rows = json.loads(out.with_suffix(".json").read_text())
+    assert [r["variant"] for r in rows] == ["as-dfd-hold"]
+    (cell,) = rows[0]["cells"].values()
+    assert rows[0]["changes"] == {"hold": 0.5} and cell["seeds"] == [0, 1]
+    assert cell["delta_validation"] == pytest.approx(2.0) and cell["delta_test"] == pytest.approx(-1.0)
+    assert "| as-dfd-hold | `hold` 0.5 | +2.00 / -1.00 (2) | +2.00 |" in out.read_text()
+    with pytest.raises(SystemExit, match="no benchmark cells"):
+        paired_main(["--results", str(tmp_path / "nowhere"), "--out", str(out)])

@@ -767,6 +767,8 @@ def test_vocab_base_reads_the_word_pieces_fine_tuning_moved(tiny_teacher_dir, tm
     assert "The random word pieces of its fresh random text came from the teacher's training vocabulary" in card
     card = model_card({"config": {"method": "as-dfd", "vocab_base": "base", "prior_scope": "held"}, "synthesis": {}}, "s")
     assert "The held word pieces of its starts came from the teacher's training vocabulary" in card
+    card = model_card({"config": {"method": "as-dfd", "vocab_base": "base", "prior_scope": "pretext"}, "synthesis": {}}, "s")
+    assert "The word pieces its self-supervised task swapped in came from the teacher's training vocabulary" in card
     with pytest.raises(UserError, match="hold no vocabulary"):
         training_vocabulary(base_E, base_E)
     with pytest.raises(UserError, match="fine-tuned from"):
@@ -1020,7 +1022,7 @@ def test_prior_scope_fresh_keeps_the_starts_uniform(tiny_teacher_dir, monkeypatc
     assert float(torch.isin(draw(200)[0], top5).float().mean()) > 0.5
     with pytest.raises(UserError, match="prior_scope fresh"):
         tiny_distill_config(zipf=1.0, prior_scope="fresh").validate()  # no fresh rows
-    with pytest.raises(UserError, match="choose all, fresh or held"):
+    with pytest.raises(UserError, match="choose all, fresh, held or pretext"):
         tiny_distill_config(prior_scope="starts").validate()
 
 
@@ -1216,6 +1218,31 @@ def test_held_word_pieces_stay_on_the_vocabulary_while_the_rest_of_the_sample_is
         ({"hold": 0.5, "prior_scope": "held"}, "prior_scope held"),
     ):
         with pytest.raises(UserError, match=match):
+            tiny_distill_config(**bad).validate()
+
+
+def test_prior_scope_pretext_shapes_only_the_word_pieces_the_replaced_token_task_swaps_in(tiny_teacher_dir, monkeypatch):
+    import asdfd.selfsup as selfsup
+
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, zipf=4.0, prior_scope="pretext", ss_ratio=0.5, min_len=16, max_len=16)
+    synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    rank = {int(w): i for i, w in enumerate(space.ordinary)}
+
+    def mean_rank(embeds: torch.Tensor) -> float:
+        ids = space.nearest(embeds)
+        return sum(rank[int(w)] for w in ids.flatten()) / ids.numel()
+
+    c = synth.start(256)
+    start = c.z.detach()
+    seen = []
+    monkeypatch.setattr(selfsup, "last_hidden", lambda s, e, a: seen.append(e) or torch.zeros(*e.shape[:2], e.shape[-1]))
+    x = space.compose(start, c.base, c.slot)
+    synth.task.loss(student, x, c.slot, c.attn, synth.generator)
+    swapped = (seen[0] - x).norm(dim=-1) > 1e-6  # the positions the task replaced
+    uniform = mean_rank(start)  # the starts stay uniform
+    assert mean_rank(seen[0][swapped]) < 0.5 * uniform, (mean_rank(seen[0][swapped]), uniform)
+    for bad in ({"prior_scope": "pretext"}, {"prior_scope": "pretext", "zipf": 1.0, "ss_task": "shuffle"}):
+        with pytest.raises(UserError, match="prior_scope pretext"):
             tiny_distill_config(**bad).validate()
 
 

@@ -65,7 +65,10 @@ class ASDFD(Synthesizer):
 
     def __init__(self, teacher, space, cfg, device, generator):
         super().__init__(teacher, space, cfg, device, generator)
-        self.task = build_task(cfg.ss_task, teacher.config.hidden_size, space, cfg.ss_ratio)
+        # prior_scope pretext: the replaced-token task's real word pieces follow the prior, so the
+        # adversarial step makes pseudo tokens harder to tell from the task's common word pieces
+        replacements = self.token_prior if cfg.prior_scope == "pretext" else None
+        self.task = build_task(cfg.ss_task, teacher.config.hidden_size, space, cfg.ss_ratio, replacements)
         if self.task is not None:
             self.task.to(device)
         # the adversarial steps raise the pretext loss only when there is one and it has weight

@@ -357,6 +357,13 @@ class DistillConfig:
         general): rows of their own (fresh_random) or mixture partners (mix_partner fresh)."""
         return self.fresh_random > 0 or (self.mix_partner == "fresh" and (self.mix or 0) > 0)
 
+    def prior_shapes(self, part: str) -> bool:
+        """Whether the ``zipf`` / ``vocab_base`` prior shapes the random word pieces of ``part``:
+        "starts" (AS-DFD's guessing starts and random text's samples), "fresh" (fresh rows and fresh
+        mixture partners), "held" (held word pieces) or "pretext" (the replaced-token task's). "all"
+        covers every part but the pretext task's, which it predates (its runs keep uniform ones)."""
+        return self.prior_scope == part or (self.prior_scope == "all" and part != "pretext")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

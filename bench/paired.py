@@ -45,6 +45,11 @@ def _on_default_pool(cfg: dict, base: dict) -> bool:
     )
 
 
+def _delta(cells: list[dict], base: list[dict], split: str) -> float:
+    """Mean accuracy of ``cells`` minus that of ``base`` (the default's cells of the same seeds), in points."""
+    return 100 * (statistics.fmean(c[split]["accuracy"] for c in cells) - statistics.fmean(b[split]["accuracy"] for b in base))
+
+
 def paired(folders: list[Path]) -> list[dict]:
     """One row per changed variant: its options and, per (folder, dataset), the paired differences."""
     defaults = _defaults()
@@ -61,16 +66,13 @@ def paired(folders: list[Path]) -> list[dict]:
             bs = [base[(dataset, c["seed"])] for c in cs]
             row = rows.setdefault(variant, {"variant": variant, "changes": _changes(cs[0]["config"], bs[0]["config"], defaults), "cells": {}})
 
-            def delta(split: str, cs=cs, bs=bs) -> float:
-                return 100 * (statistics.fmean(c[split]["accuracy"] for c in cs) - statistics.fmean(b[split]["accuracy"] for b in bs))
-
             column = dataset if i == 0 else f"{dataset} ({folder.name})"  # the first folder's columns go unnamed
             row["cells"][column] = {
                 "dataset": dataset,
                 "folder": str(folder),
                 "seeds": sorted(c["seed"] for c in cs),
-                "delta_validation": round(delta("validation"), 2),
-                "delta_test": round(delta("test"), 2),
+                "delta_validation": round(_delta(cs, bs, "validation"), 2),
+                "delta_test": round(_delta(cs, bs, "test"), 2),
             }
     for row in rows.values():
         vals = [x["delta_validation"] for x in row["cells"].values()]

@@ -1241,6 +1241,10 @@ def test_prior_scope_pretext_shapes_only_the_word_pieces_the_replaced_token_task
     swapped = (seen[0] - x).norm(dim=-1) > 1e-6  # the positions the task replaced
     uniform = mean_rank(start)  # the starts stay uniform
     assert mean_rank(seen[0][swapped]) < 0.5 * uniform, (mean_rank(seen[0][swapped]), uniform)
+    # prior_scope all (the default) shapes starts and fresh rows, not the pretext task: its runs predate the option
+    cfg_all = tiny_distill_config(zipf=4.0).validate()
+    assert cfg_all.prior_shapes("starts") and cfg_all.prior_shapes("held") and not cfg_all.prior_shapes("pretext")
+    assert ASDFD(teacher, space, cfg_all, torch.device("cpu"), torch.Generator().manual_seed(0)).task.weights is None
     for bad in ({"prior_scope": "pretext"}, {"prior_scope": "pretext", "zipf": 1.0, "ss_task": "shuffle"}):
         with pytest.raises(UserError, match="prior_scope pretext"):
             tiny_distill_config(**bad).validate()

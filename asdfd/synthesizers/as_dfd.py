@@ -67,7 +67,7 @@ class ASDFD(Synthesizer):
         super().__init__(teacher, space, cfg, device, generator)
         # prior_scope pretext: the replaced-token task's real word pieces follow the prior, so the
         # adversarial step makes pseudo tokens harder to tell from the task's common word pieces
-        replacements = self.token_prior if cfg.prior_scope == "pretext" else None
+        replacements = self.token_prior if cfg.prior_shapes("pretext") else None
         self.task = build_task(cfg.ss_task, teacher.config.hidden_size, space, cfg.ss_ratio, replacements)
         if self.task is not None:
             self.task.to(device)
@@ -110,7 +110,7 @@ class ASDFD(Synthesizer):
         one ``init_pick`` chooses; plus optional noise) toward balanced targets."""
         cfg = self.cfg
         k = n * cfg.init_candidates
-        candidates = self.random_frame(k, shaped=cfg.prior_scope == "all") if self.bank is None else self.text_frame(k)
+        candidates = self.random_frame(k, shaped=cfg.prior_shapes("starts")) if self.bank is None else self.text_frame(k)
         targets = (torch.randperm(n, generator=self.generator) % self.num_labels).to(self.device)
         if self.lexicons is not None:  # candidates i*k .. i*k+k-1 are sample i's
             candidates = self.lexicon_words(candidates, targets.repeat_interleave(cfg.init_candidates))
@@ -171,7 +171,7 @@ class ASDFD(Synthesizer):
         ids, base, slot, attn = candidates
         n, width = ids.shape
         held = (torch.rand(n, width, generator=self.generator) < self.cfg.hold).to(self.device) & slot[:, 1 : width + 1]
-        drawn = self.random_ids(n, shaped=self.cfg.prior_scope in ("all", "held")).to(self.device)
+        drawn = self.random_ids(n, shaped=self.cfg.prior_shapes("held")).to(self.device)
         return torch.where(held, drawn, ids), base, slot, attn, held
 
     def stats(self) -> dict:

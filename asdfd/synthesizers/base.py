@@ -205,7 +205,7 @@ class Synthesizer:
         """``n`` new random-text samples (or lines of general text, ``fresh_text`` general) without
         teacher logits (the student step labels them), in the pool's frame."""
         if self.fresh_bank is None:
-            ids, base, slot, attn = self.random_frame(n, shaped=self.cfg.prior_scope in ("all", "fresh"))
+            ids, base, slot, attn = self.random_frame(n, shaped=self.cfg.prior_shapes("fresh"))
             embeds = self.space.compose(self.token_embeddings(ids), base, slot)
         else:
             ids, attn, slot = self.fresh_bank.draw(n, self.generator, self.cfg.max_len + 2)

@@ -253,22 +253,23 @@ class DistillConfig:
             raise UserError(f"vocab_base picks the random word pieces of as-dfd and random-text; method '{self.method}' draws none, drop it")
         if self.prior_scope not in ("all", "fresh", "held", "pretext"):
             raise UserError(f"unknown prior_scope '{self.prior_scope}'; choose all, fresh, held or pretext")
-        if self.prior_scope == "pretext" and not (self.method == "as-dfd" and self.ss_task == "replaced" and (self.zipf > 0 or self.vocab_base)):
-            raise UserError(
-                "prior_scope pretext shapes only the word pieces AS-DFD's replaced-token task swaps in: it needs method as-dfd, "
-                "ss_task replaced and a prior (zipf > 0 or vocab_base); pass prior_scope all or set those"
-            )
-        if self.prior_scope == "held" and not (self.hold > 0 and (self.zipf > 0 or self.vocab_base)):
-            raise UserError(
-                "prior_scope held keeps AS-DFD's starts uniform and shapes only its held word pieces: it needs hold > 0 "
-                "and a prior (zipf > 0 or vocab_base); pass prior_scope all or set those"
-            )
-        if self.prior_scope == "fresh" and not (self.method == "as-dfd" and fresh_random_rows and (self.zipf > 0 or self.vocab_base)):
-            raise UserError(
-                "prior_scope fresh keeps AS-DFD's starts uniform and shapes only its fresh random text: it needs method as-dfd, "
-                "fresh_random > 0 or mix_partner fresh, with fresh_text random, and a prior (zipf > 0 or vocab_base); "
-                "pass prior_scope all or set those"
-            )
+        # each narrower prior_scope: (whether the run has that part, what it shapes and needs)
+        scoped = {
+            "fresh": (
+                self.method == "as-dfd" and fresh_random_rows,
+                "keeps AS-DFD's starts uniform and shapes only its fresh random text: it needs method as-dfd, "
+                "fresh_random > 0 or mix_partner fresh, with fresh_text random,",
+            ),
+            "held": (self.hold > 0, "keeps AS-DFD's starts uniform and shapes only its held word pieces: it needs hold > 0"),
+            "pretext": (
+                self.method == "as-dfd" and self.ss_task == "replaced",
+                "shapes only the word pieces AS-DFD's replaced-token task swaps in: it needs method as-dfd, ss_task replaced",
+            ),
+        }
+        if self.prior_scope in scoped:
+            has_part, needs = scoped[self.prior_scope]
+            if not (has_part and (self.zipf > 0 or self.vocab_base)):
+                raise UserError(f"prior_scope {self.prior_scope} {needs} and a prior (zipf > 0 or vocab_base); pass prior_scope all or set those")
         if self.real_text not in ("as-is", "shuffled", "unigram"):
             raise UserError(f"unknown real_text '{self.real_text}'; choose as-is, shuffled or unigram")
         if self.real_text != "as-is" and self.method != "real-kd":

@@ -27,14 +27,14 @@ BASE = "as-dfd"
 IGNORED = {"seed", "data", "output", "log_dir", "num_processes", "checkpoint_every", "resume", "precision"}
 
 
-def _defaults() -> dict:
-    return dataclasses.asdict(DistillConfig())
-
-
 def _changes(cfg: dict, base: dict, defaults: dict) -> dict:
     """The options in which ``cfg`` differs from ``base`` (absent keys at their defaults)."""
-    keys = (set(cfg) | set(base)) - IGNORED
-    return {k: cfg.get(k, defaults.get(k)) for k in sorted(keys) if cfg.get(k, defaults.get(k)) != base.get(k, defaults.get(k))}
+
+    def value(c: dict, k: str):
+        return c.get(k, defaults.get(k))
+
+    keys = sorted((set(cfg) | set(base)) - IGNORED)
+    return {k: value(cfg, k) for k in keys if value(cfg, k) != value(base, k)}
 
 
 def _on_default_pool(cfg: dict, base: dict) -> bool:
@@ -52,7 +52,7 @@ def _delta(cells: list[dict], base: list[dict], split: str) -> float:
 
 def paired(folders: list[Path]) -> list[dict]:
     """One row per changed variant: its options and, per (folder, dataset), the paired differences."""
-    defaults = _defaults()
+    defaults = dataclasses.asdict(DistillConfig())
     rows: dict[str, dict] = {}
     for i, folder in enumerate(folders):
         cells = load_cells(folder)
@@ -65,7 +65,6 @@ def paired(folders: list[Path]) -> list[dict]:
         for (variant, dataset), cs in by.items():
             bs = [base[(dataset, c["seed"])] for c in cs]
             row = rows.setdefault(variant, {"variant": variant, "changes": _changes(cs[0]["config"], bs[0]["config"], defaults), "cells": {}})
-
             column = dataset if i == 0 else f"{dataset} ({folder.name})"  # the first folder's columns go unnamed
             row["cells"][column] = {
                 "dataset": dataset,

@@ -6,9 +6,11 @@
     python -m bench --summary                         # rebuild the table and plots from the cells
     python -m bench --variants knobs --datasets trec --seeds 0,1 --jobs 14   # cells side by side (GPU)
     python -m bench --speed                           # the speed benchmark (bench/speed.py)
+    python -m bench --teacher-base mpnet --datasets trec --seeds 0 --results bench/results/mpnet
 
 Variants and groups of them are in bench/variants.yaml. Teachers are the demo's cached teachers
-(MiniLM-L6 fine-tuned per dataset, trained on first use). Students are judged on the validation
+(MiniLM-L6 fine-tuned per dataset, trained on first use; ``--teacher-base`` fine-tunes them from
+another encoder, cached apart). Students are judged on the validation
 split (for choosing settings) and the test split (for reporting); a test-accuracy curve over
 student steps is recorded for every distilled cell. Cells run at fp32 unless a variant sets
 ``precision``: the package default (``auto``) depends on the machine's bf16 support, a table must not.
@@ -189,6 +191,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tag", default="", help="suffix for the variant name when --set is used")
     ap.add_argument("--quick", action="store_true", help="smoke profile (trec, 4 methods, 1 seed, 100 steps) into bench/results/quick")
     ap.add_argument("--results", type=Path, default=None, help="results folder (default: bench/results)")
+    ap.add_argument(
+        "--teacher-base",
+        default="minilm",
+        help="the encoder the teachers are fine-tuned from: minilm (default), mpnet or a folder; its cells need a --results folder of their own",
+    )
     ap.add_argument("--jobs", type=int, default=1, help="cells run side by side in this many worker processes (default 1)")
     ap.add_argument("--summary", action="store_true", help="only rebuild the summary table and plots")
     ap.add_argument("--speed", action="store_true", help="run the speed benchmark instead (bench/speed.py) into RESULTS/speed.{json,md}")
@@ -203,10 +210,12 @@ def main(argv: list[str] | None = None) -> None:
         except UserError as e:
             raise SystemExit(f"bench: error: {e}") from None
     args = ap.parse_args(argv)
-    overrides, teacher_cfg, results = {}, TeacherConfig(), args.results or RESULTS
+    base = "" if args.teacher_base == "minilm" else args.teacher_base  # "": the packaged MiniLM under the demo's cache key
+    overrides, teacher_cfg, results = {}, TeacherConfig(base=base), args.results or RESULTS
     if args.quick:
         args.datasets, args.variants, args.seeds = QUICK["datasets"], QUICK["variants"], QUICK["seeds"]
-        overrides, teacher_cfg, results = QUICK["overrides"], TeacherConfig(**QUICK["teacher"]), args.results or QUICK["results"]
+        overrides, results = QUICK["overrides"], args.results or QUICK["results"]
+        teacher_cfg = TeacherConfig(base=base, **QUICK["teacher"])
     if args.summary:
         summarize(results)
         return

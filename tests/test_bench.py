@@ -66,6 +66,25 @@ def test_bench_options_come_from_a_config_file(tmp_path, monkeypatch):
         br.main(["--config", str(cfg)])
 
 
+def test_teacher_base_reaches_the_teachers_config(tmp_path, monkeypatch):
+    """``--teacher-base`` fine-tunes the teachers from another encoder (a separate cache entry)."""
+    import bench.run as br
+
+    seen = []
+
+    def fake_teacher(dataset, cfg):
+        seen.append(cfg)
+        raise UserError("stop here")
+
+    monkeypatch.setattr(br, "cached_teacher", fake_teacher)
+    cases = [([], ""), (["--teacher-base", "minilm"], ""), (["--teacher-base", "mpnet"], "mpnet"), (["--teacher-base", "mpnet", "--quick"], "mpnet")]
+    for argv, base in cases:  # minilm is the demo's teacher, under the demo's cache key
+        with pytest.raises(SystemExit, match="stop here"):
+            br.main(["--variants", "none", "--datasets", "trec", "--seeds", "0", "--results", str(tmp_path), *argv])
+        assert seen[-1].base == base
+    assert seen[-1].epochs == 1  # the quick profile's one-epoch teacher keeps its base
+
+
 def test_set_overrides_are_typed_like_the_options():
     assert parse_set(["lr=1e-4", "mix=0.25", "student-layers=[0,2,5]", "ss_task=shuffle"]) == {
         "lr": 1e-4,

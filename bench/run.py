@@ -211,11 +211,11 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"bench: error: {e}") from None
     args = ap.parse_args(argv)
     base = "" if args.teacher_base == "minilm" else args.teacher_base  # "": the packaged MiniLM under the demo's cache key
-    overrides, teacher_cfg, results = {}, TeacherConfig(base=base), args.results or RESULTS
+    teacher_cfg = TeacherConfig(base=base, **(QUICK["teacher"] if args.quick else {}))
+    overrides, results = {}, args.results or RESULTS
     if args.quick:
         args.datasets, args.variants, args.seeds = QUICK["datasets"], QUICK["variants"], QUICK["seeds"]
         overrides, results = QUICK["overrides"], args.results or QUICK["results"]
-        teacher_cfg = TeacherConfig(base=base, **QUICK["teacher"])
     if args.summary:
         summarize(results)
         return

@@ -63,7 +63,7 @@ CONFIG_HELP = {
     "data": "real-kd/finetune only: trec | mr | bbc or a .csv/.jsonl file whose train split is used",
     "text_column": "real-kd/finetune only: text column of a data file",
     "label_column": "real-kd/finetune only: label column of a data file",
-    "ss_task": "self-supervised task: replaced | shuffle | none",
+    "ss_task": "self-supervised task: replaced | shuffle | rotation | none",
     "ss_ratio": "fraction of pseudo tokens the replaced-token task corrupts",
     "adv_steps": "adversarial steps per crafted batch (raise the student's self-supervised loss)",
     "lambda_adv": "weight of the self-supervised loss in the adversarial steps",

@@ -128,7 +128,7 @@ class DistillConfig:
     real_text: str = "as-is"
 
     # stage 2: adversarial self-supervision
-    ss_task: str = "replaced"  # replaced | shuffle | none
+    ss_task: str = "replaced"  # replaced | shuffle | rotation | none
     ss_ratio: float = 0.15  # fraction of pseudo tokens corrupted by the pretext task
     adv_steps: int = 1  # steps on z that raise the student's self-supervised loss
     lambda_adv: float = 1.0
@@ -220,8 +220,8 @@ class DistillConfig:
             raise UserError(f"replay_size {self.replay_size} is smaller than batch_size {self.batch_size}; raise replay_size")
         if self.min_len > self.max_len:
             raise UserError(f"min_len {self.min_len} is larger than max_len {self.max_len}; pass min_len <= max_len")
-        if self.ss_task not in ("replaced", "shuffle", "none"):
-            raise UserError(f"unknown ss_task '{self.ss_task}'; choose replaced, shuffle or none")
+        if self.ss_task not in ("replaced", "shuffle", "rotation", "none"):
+            raise UserError(f"unknown ss_task '{self.ss_task}'; choose replaced, shuffle, rotation or none")
         if self.soft_tokens > 0 and self.token_flips > 0:
             raise UserError("soft_tokens and token_flips are two ways of stepping the pseudo tokens; pass one of them as 0")
         if self.student_dropout is not None and not 0.0 <= self.student_dropout < 1.0:

@@ -62,7 +62,37 @@ class ShuffleDetection(nn.Module):
         return F.binary_cross_entropy_with_logits(logits, shuffled.float())
 
 
-TASKS = {"replaced": ReplacedTokenDetection, "shuffle": ShuffleDetection}
+class RotationPrediction(nn.Module):
+    """Turn every pseudo token of a sample by one of four angles (0, 90, 180 or 270 degrees) in each
+    of a fixed set of 2-D planes of the embedding space; tell which (from [CLS]). The embedding-space
+    counterpart of predicting an image's rotation; turning keeps every token's norm."""
+
+    def __init__(self, hidden: int, space: TokenSpace, ratio: float, weights: torch.Tensor | None = None):
+        super().__init__()
+        self.head = nn.Linear(hidden, 4)
+        # the planes: a fixed random pairing of the hidden dimensions (one left alone if hidden is odd)
+        dims = torch.randperm(hidden, generator=torch.Generator().manual_seed(0))[: hidden - hidden % 2]
+        self.register_buffer("first", dims[0::2].clone(), persistent=False)
+        self.register_buffer("second", dims[1::2].clone(), persistent=False)
+
+    def turn(self, embeds: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
+        """``embeds`` with sample i turned by ``turns[i]`` quarter turns in every plane."""
+        angle = turns.to(embeds.device, torch.float32) * (torch.pi / 2)
+        cos, sin = angle.cos().round().to(embeds)[:, None, None], angle.sin().round().to(embeds)[:, None, None]
+        a, b = embeds[..., self.first], embeds[..., self.second]
+        out = embeds.clone()
+        out[..., self.first] = cos * a - sin * b
+        out[..., self.second] = sin * a + cos * b
+        return out
+
+    def loss(self, student, embeds, slot, attn, generator: torch.Generator) -> torch.Tensor:
+        turns = torch.randint(4, (embeds.shape[0],), generator=generator).to(embeds.device)
+        turned = torch.where(slot.unsqueeze(-1), self.turn(embeds, turns), embeds)
+        logits = self.head(last_hidden(student, turned, attn)[:, 0]).float()
+        return F.cross_entropy(logits, turns)
+
+
+TASKS = {"replaced": ReplacedTokenDetection, "shuffle": ShuffleDetection, "rotation": RotationPrediction}
 
 
 def build_task(name: str, hidden: int, space: TokenSpace, ratio: float, weights: torch.Tensor | None = None) -> nn.Module | None:

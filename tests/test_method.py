@@ -120,7 +120,24 @@ def test_diversity_term_pushes_same_target_samples_apart(tiny_teacher_dir):
     assert float(ASDFD.similarity(f, torch.tensor([0, 1, 2]))) == 0.0
 
 
-@pytest.mark.parametrize("task", ["replaced", "shuffle"])
+def test_rotation_task_turns_pseudo_tokens_by_quarter_turns():
+    from asdfd.selfsup import RotationPrediction
+
+    task = RotationPrediction(6, None, 0.15)  # type: ignore[arg-type]  # the space is not used
+    x = torch.randn(4, 3, 6)
+    turned = task.turn(x, torch.tensor([0, 1, 2, 3]))
+    assert torch.equal(turned[0], x[0])  # no turn
+    assert torch.allclose(turned[2], -x[2])  # a half turn in every plane
+    assert torch.allclose(turned.norm(dim=-1), x.norm(dim=-1))  # norms kept
+    assert not torch.allclose(turned[1], x[1]) and not torch.allclose(turned[1], -x[1])
+    assert torch.allclose(task.turn(turned[1:2], torch.tensor([3])), x[1:2])  # four quarter turns: back
+    # the planes pair up every dimension (hidden 6: three planes)
+    assert set(task.first.tolist()) | set(task.second.tolist()) == set(range(6))
+    with pytest.raises(UserError, match="unknown ss_task 'rotate'; choose replaced, shuffle, rotation or none"):
+        tiny_distill_config(ss_task="rotate").validate()
+
+
+@pytest.mark.parametrize("task", ["replaced", "shuffle", "rotation"])
 def test_adversarial_step_raises_student_selfsup_loss(tiny_teacher_dir, task):
     cfg, teacher, space, student = _setup(tiny_teacher_dir, ss_task=task, lambda_adv=50.0, guess_lr=0.05, lambda_norm=0.0)
     student.eval()

@@ -77,8 +77,8 @@ class RotationPrediction(nn.Module):
 
     def turn(self, embeds: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
         """``embeds`` with sample i turned by ``turns[i]`` quarter turns in every plane."""
-        angle = turns.to(embeds.device, torch.float32) * (torch.pi / 2)
-        cos, sin = angle.cos().round().to(embeds)[:, None, None], angle.sin().round().to(embeds)[:, None, None]
+        cos_sin = embeds.new_tensor([[1, 0], [0, 1], [-1, 0], [0, -1]])[turns.to(embeds.device)]  # exact quarter turns
+        cos, sin = cos_sin[:, 0, None, None], cos_sin[:, 1, None, None]
         a, b = embeds[..., self.first], embeds[..., self.second]
         out = embeds.clone()
         out[..., self.first] = cos * a - sin * b

@@ -45,6 +45,7 @@ CONFIG_HELP = {
     "init_pick": "boundary | target: keep the start the teacher is least sure about, or the one it finds most like its target",
     "start_text": "random | general: guess from random word pieces (data-free) or from lines of film dialogue (real text, no task data)",
     "soft_targets": "guess toward (1 - s) * onehot + s / C with s ~ U(0, this) per sample (0: one-hot targets)",
+    "class_prior": "targets of the guessing: uniform, bias (the class balance the teacher's classifier bias tells) or C comma-separated frequencies",
     "token_flips": "discrete guessing: word pieces swapped per sample and guessing step, toward the target (0: continuous steps)",
     "lexicon": "share of each random start's word pieces drawn from its target class's lexicon (word pieces the teacher ties to it; 0: off)",
     "hold": "share of each random start's pseudo tokens held as real word pieces the guessing steps do not move (0: all move)",

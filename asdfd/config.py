@@ -81,6 +81,11 @@ class DistillConfig:
     # soft targets: sample i is guessed toward (1 - s_i) * onehot(y_i) + s_i / C with s_i ~ U(0, this);
     # 0 is one-hot, 1 lets targets range up to the uniform distribution (the decision boundary)
     soft_targets: float = 0.0
+    # which classes the guessing aims at: "uniform" (balanced targets), "bias" (the class frequencies
+    # of the teacher's training data as its classifier's bias tells them, see prior_from_bias), or
+    # the frequencies themselves, C comma-separated numbers in the teacher's label order
+    # ("0.02,0.21,0.23,0.23,0.15,0.16"), when the task's label balance is known without its data
+    class_prior: str = "uniform"
     # discrete guessing: >0 replaces each guessing (and adversarial) Adam step on z with swapping this
     # many random positions per sample to the word piece that lowers the step's loss most (first-order
     # estimate, HotFlip-style), so the samples stay real word-piece sequences; 0: continuous steps
@@ -297,6 +302,10 @@ class DistillConfig:
                 "hold keeps word pieces of as-dfd's random starts through its continuous steps; "
                 "use it with method as-dfd, start_text random, soft_tokens 0 and token_flips 0"
             )
+        if self.class_prior not in ("uniform", "bias"):
+            parse_class_prior(self.class_prior)
+        if self.class_prior != "uniform" and self.method != "as-dfd":
+            raise UserError(f"class_prior sets the targets of as-dfd's guessing; method '{self.method}' has none, pass class_prior uniform")
         if not 0.0 <= self.soft_targets <= 1.0:
             raise UserError(f"soft_targets must be in [0, 1] (0: one-hot targets), got {self.soft_targets}")
         if not 0.0 <= self.mix <= 1.0:
@@ -367,6 +376,18 @@ class DistillConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def parse_class_prior(text: str) -> list[float]:
+    """The class frequencies of a ``class_prior`` such as "0.3,0.7", normalised to sum to 1."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) < 2 or not all(math.isfinite(v) and v >= 0 for v in values) or sum(values) <= 0:
+        raise UserError(f"class_prior must be uniform, bias, or one frequency >= 0 per class, comma-separated (e.g. 0.3,0.7); got '{text}'")
+    total = sum(values)
+    return [v / total for v in values]
 
 
 @dataclass

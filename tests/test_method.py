@@ -1289,3 +1289,35 @@ def test_topical_random_text_draws_its_share_of_word_pieces_near_one_anchor(tiny
     for bad, match in (({"topic": -0.1}, "topic must be in"), ({"topic": 0.5, "method": "modified-dafl"}, "topic shapes")):
         with pytest.raises(UserError, match=match):
             tiny_distill_config(**bad).validate()
+
+
+def test_class_prior_draws_targets_by_the_given_frequencies(tiny_teacher_dir):
+    cfg, teacher, space, student = _setup(tiny_teacher_dir, ss_task="none", class_prior="0.1,0.2,0.7")
+    synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    share = torch.bincount(synth.draw_targets(6000), minlength=3).float() / 6000
+    assert torch.allclose(share, torch.tensor([0.1, 0.2, 0.7]), atol=0.03), share
+    cfg.class_prior = "uniform"
+    balanced = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert torch.equal(torch.bincount(balanced.draw_targets(300), minlength=3), torch.tensor([100, 100, 100]))
+    cfg.class_prior = "0.5,0.5"  # the tiny teacher has 3 classes
+    with pytest.raises(UserError, match="2 frequencies and the teacher 3 classes"):
+        ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+
+
+def test_class_prior_from_the_bias_follows_its_order(tiny_teacher_dir):
+    from asdfd.label_balance import BIAS_TEMPERATURE, classifier_bias, prior_from_bias
+
+    teacher = load_teacher(tiny_teacher_dir)
+    with torch.no_grad():
+        teacher.classifier.bias.copy_(torch.tensor([0.004, -0.002, 0.0]))
+    assert torch.equal(classifier_bias(teacher), teacher.classifier.bias.detach())
+    prior = prior_from_bias(teacher)
+    assert torch.allclose(prior.sum(), torch.tensor(1.0))
+    assert prior[0] > prior[2] > prior[1]  # the class the bias favours most is drawn most
+    assert torch.allclose(prior, (teacher.classifier.bias.detach() / BIAS_TEMPERATURE).softmax(-1))
+    cfg, _, space, student = _setup(tiny_teacher_dir, ss_task="none", class_prior="bias")
+    synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert torch.allclose(synth.class_prior, prior)
+    teacher.classifier.bias = None
+    with pytest.raises(UserError, match="has none; pass uniform or the frequencies"):
+        prior_from_bias(teacher)

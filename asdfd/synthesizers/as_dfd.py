@@ -2,7 +2,8 @@
 
 Stage 1 (guessing): pseudo tokens ``z`` start at the embeddings of random word pieces (by default
 the most uncertain for the teacher of 4 random starts) and take
-``guess_steps`` Adam steps through the frozen teacher toward a balanced target class:
+``guess_steps`` Adam steps through the frozen teacher toward a target class (balanced, or drawn
+from ``class_prior``):
 ``min_z CE(T(x), y) + lambda_norm * R(z)`` (with ``token_flips``, discrete steps instead: word
 pieces swapped for the ones that lower that loss most).
 Stage 2 (adversarial): ``adv_steps`` more steps that also raise the student's self-supervised loss:
@@ -28,6 +29,9 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
 
+from ..config import parse_class_prior
+from ..errors import UserError
+from ..label_balance import prior_from_bias
 from ..losses import kd_per_sample
 from ..selfsup import build_task
 from .base import PseudoBatch, Synthesizer
@@ -84,6 +88,7 @@ class ASDFD(Synthesizer):
         self.bank = self.general_bank if cfg.start_text == "general" else None
         self.reads_general_text = self.reads_general_text or self.bank is not None
         self.lexicons = self.class_lexicons() if cfg.lexicon > 0 else None  # (C, LEXICON_SIZE) word-piece ids
+        self.class_prior = self.target_prior()  # None: balanced targets
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return list(self.task.parameters()) if self.task is not None else []
@@ -107,11 +112,11 @@ class ASDFD(Synthesizer):
 
     def start(self, n: int) -> Crafting:
         """Stage 0: random word-piece embeddings (of ``init_candidates`` random starts per sample, the
-        one ``init_pick`` chooses; plus optional noise) toward balanced targets."""
+        one ``init_pick`` chooses; plus optional noise) toward targets from ``draw_targets``."""
         cfg = self.cfg
         k = n * cfg.init_candidates
         candidates = self.random_frame(k, shaped=cfg.prior_shapes("starts")) if self.bank is None else self.text_frame(k)
-        targets = (torch.randperm(n, generator=self.generator) % self.num_labels).to(self.device)
+        targets = self.draw_targets(n)
         if self.lexicons is not None:  # candidates i*k .. i*k+k-1 are sample i's
             candidates = self.lexicon_words(candidates, targets.repeat_interleave(cfg.init_candidates))
         if cfg.hold > 0:
@@ -137,6 +142,24 @@ class ASDFD(Synthesizer):
             c.logits = self.start_logits(ids)
             self.mix_tokens(c)
         return c
+
+    def target_prior(self) -> torch.Tensor | None:
+        """The class frequencies ``class_prior`` names, or None for balanced targets."""
+        if self.cfg.class_prior == "uniform":
+            return None
+        if self.cfg.class_prior == "bias":
+            return prior_from_bias(self.teacher)
+        prior = parse_class_prior(self.cfg.class_prior)
+        if len(prior) != self.num_labels:
+            raise UserError(f"class_prior has {len(prior)} frequencies and the teacher {self.num_labels} classes; pass one per class")
+        return torch.tensor(prior)
+
+    def draw_targets(self, n: int) -> torch.Tensor:
+        """``n`` target classes: balanced (every class ``n / C`` times, in random order), or drawn
+        from ``class_prior``'s frequencies."""
+        if self.class_prior is None:
+            return (torch.randperm(n, generator=self.generator) % self.num_labels).to(self.device)
+        return torch.multinomial(self.class_prior, n, replacement=True, generator=self.generator).to(self.device)
 
     @torch.no_grad()
     def class_lexicons(self) -> torch.Tensor:

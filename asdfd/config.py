@@ -58,11 +58,15 @@ class DistillConfig:
     # mpnet); random word pieces are then drawn only from those whose embedding rows fine-tuning
     # moved, the word pieces of its training texts, read from the two weight files ("": all)
     vocab_base: str = ""
-    # which random word pieces zipf and vocab_base shape: "all", or only the "fresh" rows of the
+    # which random word pieces zipf, vocab_base (and task_unigram) shape: "all", or only the "fresh" rows of the
     # student batches (fresh_random) and fresh mixture partners, or only AS-DFD's "held" word pieces
     # (hold > 0), or only the real word pieces its replaced-token task swaps in ("pretext");
     # AS-DFD's guessing starts then stay uniform
     prior_scope: str = "all"
+    # a diagnostic, not data-free: draw those random word pieces from the train split of ``data``
+    # by how often each occurs there (its unigram), the distribution zipf / vocab_base estimate
+    # from the weights alone: the most any word-piece frequency prior could give
+    task_unigram: bool = False
     # topical random text: this share of each sample's random word pieces is drawn from the
     # nearest neighbours (cosine, in the word-embedding matrix) of one random anchor word piece
     # per sample, so a sample keeps to one subject as real text does (0: independent draws)
@@ -122,7 +126,8 @@ class DistillConfig:
     generator_steps: int = 5  # generator updates per crafted batch (AS-DFD spends K + adv_steps passes)
     generator_lr: float = 1e-3
 
-    # data-driven references (real-kd, finetune): the only methods that read real text
+    # the task's data: read only by the data-driven references (real-kd, finetune) and by the
+    # task_unigram diagnostic
     data: str = ""  # trec | mr | bbc or a .csv/.jsonl file; its train split is used
     text_column: str = "text"
     label_column: str = "label"
@@ -256,6 +261,13 @@ class DistillConfig:
         draws_random_text = self.method in ("as-dfd", "random-text") or fresh_random_rows
         if self.vocab_base and not draws_random_text:
             raise UserError(f"vocab_base picks the random word pieces of as-dfd and random-text; method '{self.method}' draws none, drop it")
+        if self.task_unigram:
+            if not draws_random_text:
+                raise UserError(f"task_unigram shapes the random word pieces of as-dfd and random-text; method '{self.method}' draws none, drop it")
+            if not self.data:
+                raise UserError("task_unigram draws word pieces by their frequencies in a train split; pass --data trec|mr|bbc or a .csv/.jsonl file")
+            if self.zipf > 0 or self.vocab_base:
+                raise UserError("task_unigram replaces the zipf / vocab_base prior with the train split's own frequencies; drop zipf and vocab_base")
         if self.prior_scope not in ("all", "fresh", "held", "pretext"):
             raise UserError(f"unknown prior_scope '{self.prior_scope}'; choose all, fresh, held or pretext")
         # each narrower prior_scope: (whether the run has that part, what it shapes and needs)
@@ -273,8 +285,9 @@ class DistillConfig:
         }
         if self.prior_scope in scoped:
             has_part, needs = scoped[self.prior_scope]
-            if not (has_part and (self.zipf > 0 or self.vocab_base)):
-                raise UserError(f"prior_scope {self.prior_scope} {needs} and a prior (zipf > 0 or vocab_base); pass prior_scope all or set those")
+            if not (has_part and (self.zipf > 0 or self.vocab_base or self.task_unigram)):
+                prior = "a prior (zipf > 0, vocab_base or task_unigram)"
+                raise UserError(f"prior_scope {self.prior_scope} {needs} and {prior}; pass prior_scope all or set those")
         if self.real_text not in ("as-is", "shuffled", "unigram"):
             raise UserError(f"unknown real_text '{self.real_text}'; choose as-is, shuffled or unigram")
         if self.real_text != "as-is" and self.method != "real-kd":

@@ -311,7 +311,7 @@ class Distiller:
             "heldout_pseudo_agreement": agreement,
             "final_losses": logs,
             "skipped_steps": self.skipped_steps,  # non-finite loss or gradient
-            "real_data_used": self.synth.needs_data,
+            "real_data_used": self.synth.reads_task_data,
             "general_text_used": self.synth.reads_general_text,
         }
         if self.ranks.count > 1:

@@ -5,7 +5,8 @@
 A cell is a change of the default when its method is as-dfd, it keeps the default's student
 budget (steps, batch) and its pool of the newest batch, and its results folder holds the
 default's cell of the same dataset and seed (so the same teacher: `python -m bench` refuses to
-mix teachers in a folder). Each row gives, per dataset, the change's mean validation and test
+mix teachers in a folder); diagnostics that read the task's data (`task_unigram`) are no
+candidates and stay out. Each row gives, per dataset, the change's mean validation and test
 accuracy minus the default's on the same seeds, with the number of seeds; the options that
 differ from the default are read from the cells' own resolved configs. Options a cell predates
 count at their defaults (a later option's default keeps the earlier behaviour).
@@ -40,6 +41,7 @@ def _changes(cfg: dict, base: dict, defaults: dict) -> dict:
 def _on_default_pool(cfg: dict, base: dict) -> bool:
     return (
         cfg.get("method") == BASE
+        and not cfg.get("task_unigram")
         and cfg.get("replay_size") == cfg.get("batch_size")
         and all(cfg.get(k) == base.get(k) for k in ("student_steps", "batch_size"))
     )

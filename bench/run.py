@@ -102,8 +102,8 @@ def parse_set(pairs: list[str]) -> dict:
 def cell_config(dataset: str, overrides: dict | None, seed: int, extra: dict) -> DistillConfig:
     """A cell's resolved config: its variant's overrides on the package defaults, at fp32."""
     settings = {"precision": "fp32", **(overrides or {}), **extra}
-    if REGISTRY[settings.get("method", DistillConfig.method)].needs_data:
-        settings["data"] = dataset  # the references read this dataset's train split
+    if REGISTRY[settings.get("method", DistillConfig.method)].needs_data or settings.get("task_unigram"):
+        settings["data"] = dataset  # the references (and the task_unigram diagnostic) read this dataset's train split
     return DistillConfig(seed=seed, **settings).validate()
 
 

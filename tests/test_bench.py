@@ -236,6 +236,7 @@ def test_paired_changes_are_set_against_the_default_on_the_same_seeds(tmp_path):
     write("as-dfd-pool4096", 0, 0.99, 0.99, replay_size=4096)  # another default's pool: not a change of this one
     write("as-dfd-steps", 0, 0.99, 0.99, student_steps=1200)  # another budget
     write("random-text", 0, 0.99, 0.99, method="random-text")
+    write("as-dfd-task-unigram", 0, 0.99, 0.99, task_unigram=True)  # a diagnostic that reads task data
     out = tmp_path / "paired.md"
     paired_main(["--results", str(tmp_path), "--out", str(out)])
     rows = json.loads(out.with_suffix(".json").read_text())

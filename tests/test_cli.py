@@ -198,6 +198,7 @@ def _bad_cases(teacher, tmp_path, tiny_csv):
         (_distill_args(teacher, tmp_path / "o36", "--fresh-text", "general"), "fresh_random is 0"),
         (_distill_args(teacher, tmp_path / "o37", "--class-prior", "most"), "class_prior must be uniform, bias, or one frequency"),
         (_distill_args(teacher, tmp_path / "o38", "--class-prior", "0.5,0.5"), "2 frequencies and the teacher 3 classes"),
+        (_distill_args(teacher, tmp_path / "o39", "--task-unigram", "true"), "task_unigram draws word pieces by their frequencies"),
         (_distill_args(teacher, tmp_path / "o11", "--config", str(broken)), "not valid YAML"),
         (_distill_args(teacher, tmp_path / "o12", "--config", str(unknown)), "unknown key 'student_stepz'"),
         (_distill_args(teacher, tmp_path / "o13", "--config", str(wrong)), "'student_steps' must be an integer"),

@@ -1321,3 +1321,31 @@ def test_class_prior_from_the_bias_follows_its_order(tiny_teacher_dir):
     teacher.classifier.bias = None
     with pytest.raises(UserError, match="has none; pass uniform or the frequencies"):
         prior_from_bias(teacher)
+
+
+def test_task_unigram_draws_word_pieces_by_their_train_split_frequencies(tiny_teacher_dir, tmp_path):
+    from asdfd.card import model_card
+    from asdfd.distiller import Distiller
+
+    # a train split of three words, "city" nine times as often as each of the others
+    rows = ["text,label"] + [f"city city city city city city city city city river film,{y}" for y in ("neg", "neu", "pos") * 10]
+    data = tmp_path / "three.csv"
+    data.write_text("\n".join(rows) + "\n")
+    d = Distiller(tiny_teacher_dir, tiny_distill_config(method="random-text", task_unigram=True, data=str(data), pseudo_samples=64))
+    batch = d.synth.craft(64, d.student)
+    ids = d.space.nearest(batch.embeds)[batch.slot]
+    tok = load_tokenizer(tiny_teacher_dir)
+    city, river, film = tok.convert_tokens_to_ids(["city", "river", "film"])
+    assert set(ids.tolist()) <= {city, river, film}
+    share = float((ids == city).float().mean())
+    assert 0.7 < share < 0.95, share  # 9 of 11
+    report = d.run().report
+    assert report["real_data_used"] is True
+    card = model_card(report, "s")
+    assert "frequencies in the train split" in card and "data-free" not in card.split("---")[1]
+    with pytest.raises(UserError, match="pass --data"):
+        tiny_distill_config(task_unigram=True).validate()
+    with pytest.raises(UserError, match="drop zipf and vocab_base"):
+        tiny_distill_config(task_unigram=True, data=str(data), zipf=1.0).validate()
+    with pytest.raises(UserError, match="draws none"):
+        tiny_distill_config(method="modified-dafl", task_unigram=True, data=str(data)).validate()

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel
 
 from ..config import DistillConfig
-from ..data import general_corpus
+from ..data import general_corpus, load_dataset
+from ..errors import UserError
 from ..losses import kd_per_sample
 from ..models import TokenSpace
 from ..runtime import autocast
@@ -114,6 +115,18 @@ class ReplayPool:
 TOPIC_NEIGHBOURS = 64  # word pieces an anchor's subject is drawn from (topic > 0)
 
 
+def task_unigram(space: TokenSpace, cfg: DistillConfig) -> torch.Tensor:
+    """Counts over ``space.ordinary`` of each word piece in the train split of ``cfg.data``: the
+    frequencies a word-piece prior from the weights can at best recover (``task_unigram``, a
+    diagnostic that reads the task's texts, though never their order or labels)."""
+    data = load_dataset(cfg.data, "train", cfg.text_column, cfg.label_column)
+    ids, _, slot = TextBank(space, data.texts, data.max_length).frame(torch.arange(len(data.texts)))
+    counts = torch.bincount(ids[slot], minlength=space.vocab_size)[space.ordinary].float()
+    if counts.sum() == 0:
+        raise UserError(f"the train split of '{cfg.data}' holds no ordinary word piece of the teacher's tokenizer; check --data")
+    return counts
+
+
 class Synthesizer:
     """Base class: subclasses implement ``craft``; everything else is shared."""
 
@@ -148,6 +161,8 @@ class Synthesizer:
         if cfg.vocab_base:
             self.vocabulary = training_vocabulary(space.embeddings, base_word_embeddings(cfg.vocab_base))[space.ordinary]
         self.token_prior = space.draw_weights(cfg.zipf, cfg.zipf_alphabet, self.vocabulary)  # None: uniform
+        if cfg.task_unigram:  # a diagnostic: the train split's own frequencies (reads task data)
+            self.token_prior = task_unigram(space, cfg)
         self.class_hist = torch.zeros(self.num_labels, dtype=torch.long)
         self.confidence_sum = 0.0
         self.target_prob_sum = 0.0
@@ -159,6 +174,11 @@ class Synthesizer:
         self.fresh_bank = self.general_bank if cfg.has_fresh_rows and cfg.fresh_text == "general" else None
         if self.fresh_bank is not None:  # else the class says (general-text reads text whatever its fresh rows)
             self.reads_general_text = True
+
+    @property
+    def reads_task_data(self) -> bool:
+        """Whether the run reads the task's data: the references, and the task_unigram diagnostic."""
+        return self.needs_data or self.cfg.task_unigram
 
     @cached_property
     def general_bank(self) -> TextBank:

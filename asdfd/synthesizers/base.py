@@ -120,8 +120,7 @@ def task_unigram(space: TokenSpace, cfg: DistillConfig) -> torch.Tensor:
     frequencies a word-piece prior from the weights can at best recover (``task_unigram``, a
     diagnostic that reads the task's texts, though never their order or labels)."""
     data = load_dataset(cfg.data, "train", cfg.text_column, cfg.label_column)
-    ids, _, slot = TextBank(space, data.texts, data.max_length).frame(torch.arange(len(data.texts)))
-    counts = torch.bincount(ids[slot], minlength=space.vocab_size)[space.ordinary].float()
+    counts = TextBank(space, data.texts, data.max_length).counts(space.vocab_size)[space.ordinary]
     if counts.sum() == 0:
         raise UserError(f"the train split of '{cfg.data}' holds no ordinary word piece of the teacher's tokenizer; check --data")
     return counts
@@ -160,9 +159,8 @@ class Synthesizer:
         self.vocabulary = None  # with vocab_base: which ordinary word pieces the teacher was trained on
         if cfg.vocab_base:
             self.vocabulary = training_vocabulary(space.embeddings, base_word_embeddings(cfg.vocab_base))[space.ordinary]
-        self.token_prior = space.draw_weights(cfg.zipf, cfg.zipf_alphabet, self.vocabulary)  # None: uniform
-        if cfg.task_unigram:  # a diagnostic: the train split's own frequencies (reads task data)
-            self.token_prior = task_unigram(space, cfg)
+        # None: uniform; task_unigram, a diagnostic, reads the train split's own frequencies
+        self.token_prior = task_unigram(space, cfg) if cfg.task_unigram else space.draw_weights(cfg.zipf, cfg.zipf_alphabet, self.vocabulary)
         self.class_hist = torch.zeros(self.num_labels, dtype=torch.long)
         self.confidence_sum = 0.0
         self.target_prob_sum = 0.0

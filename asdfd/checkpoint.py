@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from .config import drop_retired
 from .errors import UserError
 
 CHECKPOINT = "checkpoint.pt"
@@ -46,7 +47,7 @@ def load_checkpoint(path: Path, config: dict) -> dict:
         state = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as e:  # a file that is not a checkpoint, or one from an incompatible version
         raise UserError(f"cannot read checkpoint {path} ({type(e).__name__}); start over without --resume") from None
-    saved = state.get("config", {})
+    saved = drop_retired(state.get("config", {}), f"checkpoint {path}")
     diff = [k for k in sorted(set(saved) | set(config)) if k not in RESUMABLE_DIFFERENCES and saved.get(k) != config.get(k)]
     if diff:
         shown = ", ".join(f"{k} {saved.get(k)!r} -> {config.get(k)!r}" for k in diff[:3])

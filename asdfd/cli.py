@@ -11,95 +11,8 @@ from pathlib import Path
 
 from . import parallel, runtime
 from .checkpoint import Interrupted
-from .config import DistillConfig, TeacherConfig, read_config_file, typed_value
+from .config import RETIRED, DistillConfig, TeacherConfig, read_config_file, retired, typed_value
 from .errors import UserError
-
-# one-line help for each DistillConfig / TeacherConfig field that becomes a flag
-CONFIG_HELP = {
-    "method": "how pseudo samples are made (see `asdfd methods`)",
-    "student_layers": "number of student layers (evenly spaced) or comma-separated teacher layer indices",
-    "seed": "seed for every random choice",
-    "device": "auto | cpu | cuda",
-    "allow_pickle": "read a teacher's pytorch_model.bin (tensors only, weights_only=True) when it has no safetensors",
-    "checkpoint_every": "student steps between checkpoints in .OUTPUT.partial/ (0: only on Ctrl-C); --resume continues a killed run",
-    "tensorboard": "write TensorBoard scalars (losses, learning rate, teacher confidence, agreement) into OUTPUT/tensorboard",
-    "num_processes": "data-parallel processes launched through accelerate (GPUs, or CPU processes over gloo); budgets stay global",
-    "precision": "auto | fp32 | bf16: bf16 autocast for every forward pass (weights and losses stay fp32); auto = bf16 where the hardware has it",
-    "student_steps": "student optimiser steps",
-    "batch_size": "samples per optimiser step (distill: also per crafted batch)",
-    "pseudo_samples": "pseudo samples crafted in total over the run",
-    "heldout_samples": "fresh pseudo samples for the teacher-student agreement check",
-    "min_len": "shortest pseudo sample, in tokens between [CLS] and [SEP]",
-    "max_len": "longest pseudo sample, in tokens between [CLS] and [SEP]",
-    "zipf": "Zipf exponent of the random word-piece prior over the vocabulary's estimated frequency ranks (0: uniform)",
-    "zipf_alphabet": "last | norm: where the Zipf ranks put the tokenizer's single characters: after every other piece, or "
-    "(with --vocab-base) those of the training vocabulary by embedding norm (short rows: frequent ones such as '?', ',') "
-    "interleaved with the rest",
-    "prior_scope": "all | fresh | held | pretext: which random word pieces --zipf, --vocab-base and --task-unigram shape: all, or only AS-DFD's "
-    "fresh random text (--fresh-random rows, --mix-partner fresh partners), or only its held word pieces (--hold), or only those "
-    "its replaced-token task swaps in; its guessing starts then stay uniform",
-    "task_unigram": "diagnostic, reads the task's data: random word pieces drawn by their frequencies in the train split of --data, "
-    "the prior --zipf/--vocab-base estimate from the weights",
-    "topic": "share of each sample's random word pieces drawn from the nearest neighbours of one random anchor word piece (0: independent draws)",
-    "guess_steps": "K: embedding-guessing steps per crafted batch",
-    "guess_lr": "Adam learning rate of the pseudo embeddings",
-    "init_candidates": "random starts drawn per pseudo sample; guessing starts from the one --init-pick chooses",
-    "init_pick": "boundary | target: keep the start the teacher is least sure about, or the one it finds most like its target",
-    "start_text": "random | general: guess from random word pieces (data-free) or from lines of film dialogue (real text, no task data)",
-    "soft_targets": "guess toward (1 - s) * onehot + s / C with s ~ U(0, this) per sample (0: one-hot targets)",
-    "class_prior": "targets of the guessing: uniform, bias (the class balance the teacher's classifier bias tells) or C comma-separated frequencies",
-    "token_flips": "discrete guessing: word pieces swapped per sample and guessing step, toward the target (0: continuous steps)",
-    "lexicon": "share of each random start's word pieces drawn from its target class's lexicon (word pieces the teacher ties to it; 0: off)",
-    "hold": "share of each random start's pseudo tokens held as real word pieces the guessing steps do not move (0: all move)",
-    "restart": "share of each crafted batch re-guessed from pooled samples toward a class the teacher does not give them (0: off)",
-    "init_noise": "Gaussian noise on the random-token init, relative to the embeddings' std",
-    "lambda_norm": "weight of the penalty keeping pseudo-token norms in the real embeddings' range",
-    "confidence_stop": "a pseudo sample stops moving once the teacher gives its target this probability",
-    "trajectory": "also keep the samples of every guessing step (from the random start on) in the replay pool",
-    "project": "snap each crafted pseudo token to its nearest real word piece, so samples are real token sequences",
-    "lambda_diverse": "weight of the term pushing same-target pseudo samples apart in the teacher's features (0: off)",
-    "guess_drop": "probability that each guessing step's teacher pass hides a pseudo token (0: off)",
-    "soft_tokens": "step size of mirror steps on pseudo tokens kept as mixtures of real word pieces (0: off, Adam steps on z)",
-    "bridge": "share of each student batch whose pseudo tokens move a random part of the way to their nearest word pieces, relabelled (0: off)",
-    "generator_steps": "generator updates per crafted batch (modified-zskt, modified-dafl)",
-    "generator_lr": "Adam learning rate of the generator (modified-zskt, modified-dafl)",
-    "data": "real-kd/finetune and --task-unigram only: trec | mr | bbc or a .csv/.jsonl file whose train split is used",
-    "text_column": "real-kd/finetune only: text column of a data file",
-    "label_column": "real-kd/finetune only: label column of a data file",
-    "ss_task": "self-supervised task: replaced | shuffle | rotation | none",
-    "ss_ratio": "fraction of pseudo tokens the replaced-token task corrupts",
-    "adv_steps": "adversarial steps per crafted batch (raise the student's self-supervised loss)",
-    "lambda_adv": "weight of the self-supervised loss in the adversarial steps",
-    "lambda_disagree": "weight of the teacher-student divergence the adversarial steps also raise (0: off)",
-    "lambda_ss": "weight of the self-supervised loss in the student objective",
-    "lr": "learning rate (AdamW, linear warm-up and decay)",
-    "warmup": "fraction of steps spent warming up the learning rate",
-    "weight_decay": "AdamW weight decay",
-    "temperature": "KD temperature",
-    "kd_objective": "kl | mse: the logit term is the tempered KL, or the squared difference of the raw logits (no temperature)",
-    "lambda_hidden": "weight of hidden-state KD between copied layers (0: logits only)",
-    "lambda_attn": "weight of attention KD between copied layers (KL of attention distributions; 0: off)",
-    "lambda_jac": "weight of input-gradient matching between student and teacher (0: off; slower steps)",
-    "ema": "decay of a moving average of the student's weights, saved instead of the last weights (0: off)",
-    "embedding_lr_scale": "learning rate of the student's embedding block (positions, token types, LayerNorm), times --lr (0: frozen as copied)",
-    "student_dropout": "dropout of the student while it trains, saved in its config (default: the teacher's)",
-    "replay_size": "replay pool capacity, in samples (default: as-dfd the newest crafted batch, --batch-size; others 4096)",
-    "replay_hardness": "k > 1: each student batch is the part of k batches of pool draws the student matches worst",
-    "mix": "fraction of each student batch replaced by token-level mixtures of two pool samples (default: as-dfd 0.5, others 0)",
-    "mix_kind": "tokens | span | interpolate: a mixture swaps random tokens, one contiguous span, or interpolates the embeddings",
-    "mix_partner": "random | other-class | fresh: a mixture's second sample is any pool sample, one the teacher puts in another "
-    "class, or a new row of random text",
-    "fresh_random": "share of each student batch that is fresh random text, new every step (0: none)",
-    "fresh_text": "random | general: fresh rows of random word pieces (data-free) or lines of film dialogue (real text, no task data)",
-    "crop": "share of each student batch that is pool samples cut to a random contiguous part (half to all) moved to the front, relabelled (0: off)",
-    "grad_clip": "gradient-norm clipping",
-    "vocab_base": "the teacher's base model (folder, minilm or mpnet): random word pieces only from those fine-tuning moved, its training vocabulary",
-    "real_text": "real-kd only, a diagnostic: as-is | shuffled (each text's word pieces in random order) | "
-    "unigram (random draws from the train split's word-piece frequencies)",
-    "base": "base encoder: a folder, minilm (packaged all-MiniLM-L6-v2, the default) or mpnet (all-mpnet-base-v2; needs requirements-mpnet.txt)",
-    "epochs": "training epochs (the best on validation is kept)",
-    "max_length": "token limit per text (0: the dataset's default)",
-}
 
 
 def _parse_bool(text: str) -> bool:
@@ -112,7 +25,7 @@ def _parse_bool(text: str) -> bool:
 
 
 DATA_FIELDS = ("data", "text_column", "label_column")
-FLAG_TYPES = {"mix": float, "replay_size": int, "student_dropout": float}  # options whose default (None) does not tell their type
+FLAG_TYPES = {"mix": float, "replay_size": int}  # options whose default (None) does not tell their type
 
 
 def _add_config_flags(p: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
@@ -123,7 +36,7 @@ def _add_config_flags(p: argparse.ArgumentParser, cls, skip: tuple[str, ...] = (
         default = f.default
         kind = str if f.name == "student_layers" else _parse_bool if isinstance(default, bool) else FLAG_TYPES.get(f.name, type(default))
         flag = "--" + f.name.replace("_", "-")
-        help_ = CONFIG_HELP.get(f.name, "") + ("" if default in (None, "") else f" (default: {default})")
+        help_ = f.metadata["help"] + ("" if default in (None, "") else f" (default: {default})")
         p.add_argument(flag, type=kind, default=None, help=help_)
     if cls is DistillConfig:
         p.add_argument("--steps", dest="student_steps", type=int, default=None, help="alias of --student-steps")
@@ -131,6 +44,10 @@ def _add_config_flags(p: argparse.ArgumentParser, cls, skip: tuple[str, ...] = (
 
 def _config_from_args(cls, args: argparse.Namespace):
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+    if cls is DistillConfig:
+        from .synthesizers import configure  # the method's defaults and checks
+
+        return configure(DistillConfig(**values))
     return cls(**values).validate()
 
 
@@ -223,11 +140,19 @@ def defaults_from_config_file(parser: argparse.ArgumentParser, path: str, name: 
             raise UserError(f"config file {path}: unknown key '{key}'; valid keys are the flags of `{name}`: {valid}")
         action = actions[key]
         action.required = False
-        if value is None and key in fields and fields[key] is None:  # an option left unset (student_dropout)
+        if value is None and key in fields and fields[key] is None:  # an option left to the method (replay_size, mix)
             continue
         default = FLAG_TYPES[key]() if key in FLAG_TYPES else fields.get(key, action.default if action.default is not None else "")
         values[key] = typed_value(key, value, default, f"config file {path}")
     parser.set_defaults(**values)
+
+
+def _refuse_retired_flags(argv: list[str]) -> None:
+    """A flag of an option that was explored and not adopted gets its own one-line answer."""
+    for arg in argv:
+        name = arg.removeprefix("--").partition("=")[0].replace("-", "_")
+        if arg.startswith("--") and name in RETIRED:
+            raise retired(f"'--{name.replace('_', '-')}'")
 
 
 def _apply_config_file(parser: argparse.ArgumentParser, argv: list[str]) -> None:
@@ -255,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     try:
+        _refuse_retired_flags(argv)
         _apply_config_file(parser, argv)
     except UserError as e:
         if "--debug" in argv:
@@ -374,7 +300,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
 
         method = args.method or DistillConfig.method
         # the demo's --data names the evaluation dataset; only real-data references distil on it
-        keep = (REGISTRY[method].needs_data if method in REGISTRY else False) or bool(args.task_unigram)
+        keep = REGISTRY[method].needs_data if method in REGISTRY else False
         cfg = _config_from_args(DistillConfig, argparse.Namespace(**{**vars(args), "data": args.data if keep else None}))
         if cfg.num_processes > 1:
             raise UserError("asdfd demo runs in one process; --num-processes is for asdfd distill")

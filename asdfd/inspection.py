@@ -25,7 +25,7 @@ from .distiller import REPORT_NAME
 from .errors import UserError
 from .models import TokenSpace, load_classifier, load_teacher, load_tokenizer
 from .runtime import atomic_dir, autocast, check_output_dir, resolve_device, seed_everything, set_threads
-from .synthesizers.base import PseudoBatch
+from .synthesizers import PseudoBatch
 
 
 def _pyplot():
@@ -50,7 +50,7 @@ def load_run(run: Path) -> tuple[DistillConfig, dict]:
         raise UserError(f"'{run / CONFIG_FILE}' does not match this version of asdfd ({e}); inspect a run made by this version") from None
     if synthesizers.REGISTRY.get(cfg.method) is None or synthesizers.REGISTRY[cfg.method].needs_data:
         raise UserError(f"run '{run}' used method '{cfg.method}', which makes no pseudo samples; inspect a data-free run")
-    return cfg.validate(), report
+    return synthesizers.configure(cfg), report
 
 
 @torch.inference_mode()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import inspect
 import re
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,40 +121,15 @@ def resolve_student_layers(n_teacher: int, spec: int | list[int] | str) -> list[
     return layers
 
 
-@contextmanager
-def eager_attention(*models: PreTrainedModel, when: bool = True):
-    """Run ``models`` with the eager attention code inside the block (the one that can return
-    attention weights), then restore the implementation each had; a no-op unless ``when``."""
-    if not when:
-        yield
-        return
-    before = [m.config._attn_implementation for m in models]
-    try:
-        for m in models:
-            m.set_attn_implementation("eager")
-        yield
-    finally:
-        for m, impl in zip(models, before, strict=True):
-            m.set_attn_implementation(impl)
-
-
-DROPOUT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout")
-
-
-def build_student(teacher: PreTrainedModel, layers: list[int], freeze_embeddings: bool = False, dropout: float | None = None) -> PreTrainedModel:
+def build_student(teacher: PreTrainedModel, layers: list[int]) -> PreTrainedModel:
     """A student of the teacher's class and width with ``len(layers)`` layers copied from it.
 
     Embeddings, pooler and classifier are copied too; every other weight keeps its name. The
     student's word-embedding matrix is frozen: it is the shared vocabulary space in which pseudo
-    embeddings live, so it must stay identical to the teacher's. ``dropout``, when given, replaces
-    the teacher's dropout rates (hidden, attention, classifier) in the student's config.
+    embeddings live, so it must stay identical to the teacher's.
     """
     config = copy.deepcopy(teacher.config)
     config.num_hidden_layers = len(layers)
-    if dropout is not None:
-        for name in DROPOUT_FIELDS:
-            if hasattr(config, name):
-                setattr(config, name, dropout)
     config.architectures = [type(teacher).__name__]
     config.asdfd_teacher_layers = list(layers)
     student = type(teacher)(config)
@@ -169,59 +143,8 @@ def build_student(teacher: PreTrainedModel, layers: list[int], freeze_embeddings
         new_state[key] = t_state[src].detach().clone()
     student.load_state_dict(new_state, strict=True)
     student.get_input_embeddings().weight.requires_grad_(False)
-    if freeze_embeddings:
-        embedding_block(student).requires_grad_(False)
     student.train()
     return student
-
-
-def embedding_block(model: PreTrainedModel) -> torch.nn.Module:
-    """The module that turns input embeddings into the first layer's input (positions, token
-    types, LayerNorm): ``base_model.embeddings`` in BERT, RoBERTa and MPNet."""
-    block = getattr(model.base_model, "embeddings", None)
-    if not isinstance(block, torch.nn.Module):
-        raise UserError(f"{type(model).__name__} has no embedding block at base_model.embeddings; leave --embedding-lr-scale at 1")
-    return block
-
-
-def alphabet_size(tokens: list[str]) -> int:
-    """Length of the tokenizer's alphabet at the head of ``tokens`` (ordinary word pieces in id
-    order): the leading run of single characters, if it holds at least 26 (else 0)."""
-
-    def bare(tok: str) -> str:
-        return tok.removeprefix("##").removeprefix("\u0120").removeprefix("\u2581")
-
-    run = 0
-    while run < len(tokens) and len(bare(tokens[run])) == 1:
-        run += 1
-    return run if run >= 26 else 0
-
-
-def frequency_ranks(tokens: list[str], norms: torch.Tensor | None = None) -> torch.Tensor:
-    """Estimated frequency rank of each word piece, from its position in the vocabulary.
-
-    WordPiece and BPE vocabularies list their pieces roughly from most to least frequent (BERT's
-    from "the", "of", "and" on; RoBERTa's by corpus count), after the tokenizer's alphabet: a
-    leading run of at least 26 single characters, listed first by construction, not by frequency.
-    Without ``norms`` that alphabet is ranked after every other piece. With ``norms`` (each
-    piece's word-embedding norm; inf for a character to rank last) the characters are ordered by
-    norm, shortest first, and interleaved one for one with the other pieces. Among the characters
-    a task's texts hold, pre-training left the rows of the frequent ones short (on MiniLM:
-    "i", "s", "a", "?", ":", "-", "'", ",", "."; rank correlation 0.48-0.65 with the counts of the
-    benchmark's train splits), so ".", "?" and "," come near "the", as in text. Not over the whole
-    alphabet: characters pre-training hardly saw have the shortest rows of all. The only sources
-    are the vocabulary and the embeddings that ship with the teacher; no text is read.
-    """
-    run = alphabet_size(tokens)
-    order = list(range(len(tokens)))
-    if run:
-        placed = [] if norms is None else sorted((i for i in range(run) if torch.isfinite(norms[i])), key=lambda i: (float(norms[i]), i))
-        last = sorted(set(range(run)) - set(placed))
-        rest = order[run:]
-        order = [i for pair in zip(placed, rest, strict=False) for i in pair] + placed[len(rest) :] + rest[len(placed) :] + last
-    ranks = torch.empty(len(tokens), dtype=torch.long)
-    ranks[torch.tensor(order, dtype=torch.long)] = torch.arange(len(tokens))
-    return ranks
 
 
 @dataclass
@@ -233,7 +156,6 @@ class TokenSpace:
     sep_id: int
     pad_id: int
     ordinary: torch.Tensor  # (n,) ids of ordinary word pieces: no special, [unusedN] or <...> slots
-    ranks: torch.Tensor  # (n,) estimated frequency rank of each ordinary word piece (0: most common)
     max_positions: int
     tokenizer: object = None  # the teacher's tokenizer (the data-driven references tokenize real text)
 
@@ -249,40 +171,12 @@ class TokenSpace:
             max_pos -= pad_id + 1
         special = set(tokenizer.all_special_ids)
         vocab = tokenizer.get_vocab()
-        tokens = {i: tok for tok, i in vocab.items() if i < E.shape[0] and i not in special and not re.fullmatch(r"\[.*\]|<.*>", tok)}
-        ordinary = sorted(tokens)
-        ranks = frequency_ranks([tokens[i] for i in ordinary])
-        return cls(E, int(cls_id), int(sep_id), int(pad_id), torch.tensor(ordinary, dtype=torch.long), ranks, max_pos, tokenizer)
+        ordinary = sorted(i for tok, i in vocab.items() if i < E.shape[0] and i not in special and not re.fullmatch(r"\[.*\]|<.*>", tok))
+        return cls(E, int(cls_id), int(sep_id), int(pad_id), torch.tensor(ordinary, dtype=torch.long), max_pos, tokenizer)
 
     @property
     def vocab_size(self) -> int:
         return self.embeddings.shape[0]
-
-    def token_prior(self, zipf: float, alphabet: str = "last", vocabulary: torch.Tensor | None = None) -> torch.Tensor | None:
-        """Probabilities over ``ordinary`` under a Zipf law of exponent ``zipf`` on the frequency
-        ranks: p(rank r) ~ 1 / (r + 1)^zipf. None for ``zipf`` 0 (uniform). ``alphabet``: where
-        the tokenizer's single characters rank, ``last`` or, for those in ``vocabulary`` (a mask
-        over ``ordinary``: the word pieces of the teacher's training texts), by embedding ``norm``
-        (:func:`frequency_ranks`)."""
-        if zipf == 0:
-            return None
-        ranks = self.ranks
-        if alphabet == "norm":
-            if vocabulary is None:
-                raise UserError("zipf_alphabet norm orders the characters of the teacher's training vocabulary; pass vocab_base too")
-            norms = self.embeddings[self.ordinary].float().norm(dim=-1).masked_fill(~vocabulary.bool(), float("inf"))
-            ranks = frequency_ranks(self.tokenizer.convert_ids_to_tokens(self.ordinary.tolist()), norms)
-        weights = (ranks.double() + 1) ** -zipf
-        return (weights / weights.sum()).float()
-
-    def draw_weights(self, zipf: float, alphabet: str = "last", vocabulary: torch.Tensor | None = None) -> torch.Tensor | None:
-        """Unnormalised weights over ``ordinary`` that random word pieces are drawn with: the Zipf
-        law of :meth:`token_prior`, kept to ``vocabulary`` (a mask over ``ordinary``) when given.
-        None: uniform over every ordinary word piece."""
-        prior = self.token_prior(zipf, alphabet, vocabulary)
-        if vocabulary is None:
-            return prior
-        return (prior if prior is not None else torch.ones(len(self.ordinary), dtype=torch.double)) * vocabulary
 
     def norm_range(self, lo_q: float = 0.05, hi_q: float = 0.95) -> tuple[float, float]:
         norms = self.embeddings[self.ordinary].norm(dim=-1)

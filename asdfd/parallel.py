@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import hashlib
 import logging
 import math
 import os
@@ -180,3 +181,43 @@ def launch(argv: list[str], n: int, cuda: bool) -> int:
         # and waits: the ranks stop together after a checkpoint, and rank 0 has said where it is
         return 128 + int(e.sigval)
     return 0
+
+
+def report_ranks(ranks: Ranks, report: dict, student, synth) -> None:
+    """Evidence in ``report`` (rank 0's) that data parallelism worked: per-rank fingerprints of the
+    student (all equal) and of the replay pool (all different); sample counts summed over ranks."""
+    synth_state = synth.state_dict()
+    mine = {
+        "student_sha256": _fingerprint(student.state_dict().values()),
+        "pool_sha256": _fingerprint(_tensors(synth_state.get("pool") or synth_state)),
+        "stats": synth.stats(),
+    }
+    gathered = ranks.gather(mine)
+    if not ranks.main:
+        return
+    for key in ("pseudo_samples", "pooled_samples", "real_samples_seen"):
+        if key in report["synthesis"]:
+            report["synthesis"][key] = sum(r["stats"][key] for r in gathered)
+    report["data_parallel"] = {
+        "processes": ranks.count,
+        "student_sha256": [r["student_sha256"] for r in gathered],
+        "pool_sha256": [r["pool_sha256"] for r in gathered],
+        "pseudo_samples_per_rank": [r["stats"].get("pseudo_samples", r["stats"].get("real_samples_seen")) for r in gathered],
+    }
+
+
+def _tensors(tree) -> list[torch.Tensor]:
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    if isinstance(tree, dict):
+        return [t for v in tree.values() for t in _tensors(v)]
+    if isinstance(tree, list | tuple):
+        return [t for v in tree for t in _tensors(v)]
+    return []
+
+
+def _fingerprint(tensors) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]

@@ -1,12 +1,11 @@
-"""Every change tried on AS-DFD's default, set against the default on the same seeds.
+"""The ablations of AS-DFD's default (and any change of it), set against the default on the same seeds.
 
     python -m bench.paired [--results bench/results bench/results/earlier-mr] [--out bench/results/paired.md]
 
 A cell is a change of the default when its method is as-dfd, it keeps the default's student
 budget (steps, batch) and its pool of the newest batch, and its results folder holds the
 default's cell of the same dataset and seed (so the same teacher: `python -m bench` refuses to
-mix teachers in a folder); diagnostics that read the task's data (`task_unigram`) are no
-candidates and stay out. Each row gives, per dataset, the change's mean validation and test
+mix teachers in a folder). Each row gives, per dataset, the change's mean validation and test
 accuracy minus the default's on the same seeds, with the number of seeds; the options that
 differ from the default are read from the cells' own resolved configs. Options a cell predates
 count at their defaults (a later option's default keeps the earlier behaviour).
@@ -20,7 +19,7 @@ import json
 import statistics
 from pathlib import Path
 
-from asdfd.config import DistillConfig
+from asdfd.config import RETIRED, DistillConfig
 
 from .report import DATASET_ORDER, load_cells
 
@@ -34,14 +33,13 @@ def _changes(cfg: dict, base: dict, defaults: dict) -> dict:
     def value(c: dict, k: str):
         return c.get(k, defaults.get(k))
 
-    keys = sorted((set(cfg) | set(base)) - IGNORED)
+    keys = sorted((set(cfg) | set(base)) - IGNORED - set(RETIRED))  # cells keep options that were later removed
     return {k: value(cfg, k) for k in keys if value(cfg, k) != value(base, k)}
 
 
 def _on_default_pool(cfg: dict, base: dict) -> bool:
     return (
         cfg.get("method") == BASE
-        and not cfg.get("task_unigram")
         and cfg.get("replay_size") == cfg.get("batch_size")
         and all(cfg.get(k) == base.get(k) for k in ("student_steps", "batch_size"))
     )

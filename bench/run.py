@@ -45,7 +45,7 @@ from asdfd.errors import UserError
 from asdfd.evaluator import evaluate_model
 from asdfd.models import build_student, load_teacher, load_tokenizer, resolve_student_layers
 from asdfd.runtime import atomic_write_text
-from asdfd.synthesizers import REGISTRY
+from asdfd.synthesizers import REGISTRY, configure
 from asdfd.teacher import REPORT_NAME as TEACHER_REPORT
 
 from .report import summarize
@@ -102,9 +102,9 @@ def parse_set(pairs: list[str]) -> dict:
 def cell_config(dataset: str, overrides: dict | None, seed: int, extra: dict) -> DistillConfig:
     """A cell's resolved config: its variant's overrides on the package defaults, at fp32."""
     settings = {"precision": "fp32", **(overrides or {}), **extra}
-    if REGISTRY[settings.get("method", DistillConfig.method)].needs_data or settings.get("task_unigram"):
-        settings["data"] = dataset  # the references (and the task_unigram diagnostic) read this dataset's train split
-    return DistillConfig(seed=seed, **settings).validate()
+    if REGISTRY[settings.get("method", DistillConfig.method)].needs_data:
+        settings["data"] = dataset  # the references read this dataset's train split
+    return configure(DistillConfig(seed=seed, **settings))
 
 
 def run_cell(dataset: str, variant: str, overrides: dict | None, seed: int, extra: dict, teacher_cfg: TeacherConfig) -> dict:

@@ -118,7 +118,6 @@ def training_at(teacher_dir: Path, precision: str, reps: int) -> dict:
     """A distiller student step (pool draw, teacher pass, student forward/backward, AdamW) against a
     teacher fine-tuning step (forward/backward, AdamW) on real text padded to the same shape."""
     d = Distiller(teacher_dir, DistillConfig(precision=precision))
-    opt, sched = d._optimizer()
     for _ in range(4):
         d.synth.synthesize(d.student)
     d.student.train()
@@ -137,7 +136,7 @@ def training_at(teacher_dir: Path, precision: str, reps: int) -> dict:
         t_opt.step()
 
     def student_step() -> None:
-        d._student_step(d.synth.sample(n, d.student), opt, sched)
+        d.update(d.objective(d.synth.sample(n))[0])
 
     t = interleaved({"teacher": teacher_step, "student": student_step}, reps)
     return {

@@ -97,3 +97,15 @@ def tiny_distill_config(**kw):
     )
     base.update(kw)
     return DistillConfig(**base)
+
+
+def method_setup(teacher_dir, **kw):
+    """(config resolved for its method, teacher, token space, 2-layer student) for synthesizer tests."""
+    from asdfd.models import TokenSpace, build_student, evenly_spaced_layers, load_teacher, load_tokenizer
+    from asdfd.synthesizers import configure
+
+    cfg = configure(tiny_distill_config(**kw))
+    teacher = load_teacher(teacher_dir)
+    space = TokenSpace.from_teacher(teacher, load_tokenizer(teacher_dir))
+    student = build_student(teacher, evenly_spaced_layers(4, 2))
+    return cfg, teacher, space, student

@@ -17,7 +17,7 @@ def test_groups_expand_and_unknown_names_are_refused():
     variants, groups = load_variants()
     assert {"none", "random-text", "modified-zskt", "modified-dafl", "as-dfd", "real-kd", "finetune"} == set(groups["methods"])
     assert expand("methods,as-dfd", variants, groups) == groups["methods"]
-    assert expand("as-dfd-k0", variants, groups) == ["as-dfd-k0"]
+    assert expand("as-dfd-k0-nb", variants, groups) == ["as-dfd-k0-nb"]
     with pytest.raises(SystemExit, match="unknown variant"):
         expand("as-dfd-k7", variants, groups)
 
@@ -86,11 +86,11 @@ def test_teacher_base_reaches_the_teachers_config(tmp_path, monkeypatch):
 
 
 def test_set_overrides_are_typed_like_the_options():
-    assert parse_set(["lr=1e-4", "mix=0.25", "student-layers=[0,2,5]", "ss_task=shuffle"]) == {
+    assert parse_set(["lr=1e-4", "mix=0.25", "student-layers=[0,2,5]", "ss_task=none"]) == {
         "lr": 1e-4,
         "mix": 0.25,
         "student_layers": [0, 2, 5],
-        "ss_task": "shuffle",
+        "ss_task": "none",
     }
     assert isinstance(parse_set(["lr=1e-4"])["lr"], float)
     for bad, msg in ((["lr=fast"], "'lr' must be a number"), (["steps=3"], "DistillConfig option"), (["lr"], "key=value")):
@@ -108,33 +108,8 @@ def test_summary_of_a_sweep_without_the_papers_methods_still_plots(tmp_path):
     assert (tmp_path / "accuracy.png").stat().st_size > 0 and (tmp_path / "curves.png").stat().st_size > 0
 
 
-def test_probe_describes_crafted_samples(tiny_teacher_dir):
-    import torch
-
-    from asdfd.models import TokenSpace, build_student, evenly_spaced_layers, load_teacher, load_tokenizer
-    from asdfd.synthesizers import REGISTRY
-    from bench.probe import describe
-
-    from .conftest import tiny_distill_config
-
-    teacher = load_teacher(tiny_teacher_dir)
-    space = TokenSpace.from_teacher(teacher, load_tokenizer(tiny_teacher_dir))
-    student = build_student(teacher, evenly_spaced_layers(4, 2))
-    rows = {}
-    for method in ("random-text", "as-dfd"):
-        cfg = tiny_distill_config(method=method, init_candidates=1).validate()
-        synth = REGISTRY[method](teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
-        rows[method] = describe([synth.craft(16, student) for _ in range(2)], space, teacher, 1.0)
-    # random text is real word pieces and has no targets; guessed samples move off the vocabulary
-    assert rows["random-text"]["share_of_tokens_on_a_word_piece"] == 1.0 and rows["random-text"]["token_distance_to_nearest_word_piece"] == 0.0
-    assert rows["random-text"]["teacher_mean_target_prob"] is None and rows["random-text"]["teacher_feature_similarity_same_target"] is None
-    assert rows["as-dfd"]["token_distance_to_nearest_word_piece"] > 0 and rows["as-dfd"]["share_of_tokens_on_a_word_piece"] < 1
-    assert 0 < rows["as-dfd"]["teacher_mean_target_prob"] < 1 and -1 <= rows["as-dfd"]["teacher_feature_similarity_same_target"] <= 1
-    assert rows["as-dfd"]["samples"] == 32 and rows["as-dfd"]["craft_seconds_per_batch"] == 0.5
-
-
 # options only AS-DFD reads: other methods' cells may hold any value of them
-AS_DFD_ONLY = ("init_candidates", "init_pick", "trajectory")
+AS_DFD_ONLY = ("init_candidates",)
 
 
 def test_committed_cells_match_their_variants_under_the_current_defaults():
@@ -155,7 +130,7 @@ def test_committed_cells_match_their_variants_under_the_current_defaults():
             continue
         extra = QUICK["overrides"] if "quick" in path.parts else {}
         now = cell_config(cell["dataset"], variants[cell["variant"]], cell["seed"], extra).to_dict()
-        inert = set(AS_DFD_ONLY) if now["method"] != "as-dfd" else {"init_pick"} if now["init_candidates"] == 1 else set()
+        inert = set(AS_DFD_ONLY) if now["method"] != "as-dfd" else set()
         diff = {k: (v, now[k]) for k, v in cell["config"].items() if k in now and k not in inert and v != now[k]}
         if diff:
             stale.append(f"{path}: {diff}")
@@ -231,19 +206,40 @@ def test_paired_changes_are_set_against_the_default_on_the_same_seeds(tmp_path):
 
     for seed, val in ((0, 0.80), (1, 0.82), (2, 0.90)):
         write("as-dfd", seed, val, val - 0.05)
-    write("as-dfd-hold", 0, 0.81, 0.70, hold=0.5)  # seeds 0 and 1 only: paired with the default's 0 and 1
-    write("as-dfd-hold", 1, 0.85, 0.80, hold=0.5)
+    write("as-dfd-k20", 0, 0.81, 0.70, guess_steps=20)  # seeds 0 and 1 only: paired with the default's 0 and 1
+    write("as-dfd-k20", 1, 0.85, 0.80, guess_steps=20)
     write("as-dfd-pool4096", 0, 0.99, 0.99, replay_size=4096)  # another default's pool: not a change of this one
     write("as-dfd-steps", 0, 0.99, 0.99, student_steps=1200)  # another budget
     write("random-text", 0, 0.99, 0.99, method="random-text")
-    write("as-dfd-task-unigram", 0, 0.99, 0.99, task_unigram=True)  # a diagnostic that reads task data
     out = tmp_path / "paired.md"
     paired_main(["--results", str(tmp_path), "--out", str(out)])
     rows = json.loads(out.with_suffix(".json").read_text())
-    assert [r["variant"] for r in rows] == ["as-dfd-hold"]
+    assert [r["variant"] for r in rows] == ["as-dfd-k20"]
     (cell,) = rows[0]["cells"].values()
-    assert rows[0]["changes"] == {"hold": 0.5} and cell["seeds"] == [0, 1]
+    assert rows[0]["changes"] == {"guess_steps": 20} and cell["seeds"] == [0, 1]
     assert cell["delta_validation"] == pytest.approx(2.0) and cell["delta_test"] == pytest.approx(-1.0)
-    assert "| as-dfd-hold | `hold` 0.5 | +2.00 / -1.00 (2) | +2.00 |" in out.read_text()
+    assert "| as-dfd-k20 | `guess_steps` 20 | +2.00 / -1.00 (2) | +2.00 |" in out.read_text()
     with pytest.raises(SystemExit, match="no benchmark cells"):
         paired_main(["--results", str(tmp_path / "nowhere"), "--out", str(out)])
+
+
+def test_experiments_table_pairs_each_change_with_the_default_of_its_time(tmp_path):
+    from bench.experiments import markdown, rows
+
+    (tmp_path / "variants.yaml").write_text(
+        "methods:\n  as-dfd: {method: as-dfd}\n  random-text: {method: random-text}\n"
+        "defaults:\n  as-dfd-pool4096: {method: as-dfd, replay_size: 4096}\n"
+        "tried:\n  knob-t4: {method: as-dfd, replay_size: 4096, temperature: 4.0}  # KD temperature 4\n"
+    )
+    for variant, seed, val in (("as-dfd-pool4096", 0, 0.80), ("as-dfd-pool4096", 1, 0.90), ("knob-t4", 0, 0.83)):
+        path = tmp_path / "results" / "runs" / "trec" / variant / f"seed{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"dataset": "trec", "variant": variant, "seed": seed, "validation": {"accuracy": val}, "test": {"accuracy": val}}))
+    found = {r["variant"]: r for r in rows(tmp_path)}
+    assert found["knob-t4"]["baseline"] == "as-dfd-pool4096" and found["knob-t4"]["changes"] == {"temperature": 4.0}
+    assert found["knob-t4"]["results"] == {"trec": "+3.00 / +3.00 (1)"}  # paired on seed 0 only
+    assert found["as-dfd-pool4096"]["baseline"] == "as-dfd" and found["as-dfd-pool4096"]["results"] == {}
+    assert "random-text" not in found  # a method, not a change
+    assert "| knob-t4 | KD temperature 4 (`temperature` 4.0) | as-dfd-pool4096 | trec +3.00 / +3.00 (1) | not adopted |" in markdown(
+        list(found.values())
+    )

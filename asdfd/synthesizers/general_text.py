@@ -13,7 +13,9 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel
 
+from ..data import general_corpus
 from .base import PseudoBatch, Synthesizer
+from .text_bank import TextBank
 
 
 class GeneralText(Synthesizer):
@@ -25,7 +27,7 @@ class GeneralText(Synthesizer):
     def __init__(self, teacher, space, cfg, device, generator):
         super().__init__(teacher, space, cfg, device, generator)
         self.width = cfg.max_len + 2  # + [CLS] and [SEP]: the pseudo samples' frame, which the pool keeps
-        self.bank = self.general_bank
+        self.bank = TextBank(space, general_corpus(), self.width)
 
     @torch.inference_mode()
     def craft(self, n: int, student: PreTrainedModel) -> PseudoBatch:
@@ -34,3 +36,6 @@ class GeneralText(Synthesizer):
         attn, slot = attn.to(self.device), slot.to(self.device)
         logits = self.teacher_logits(embeds, attn)
         return PseudoBatch(embeds, attn, slot, torch.full((n,), -1, dtype=torch.long, device=self.device), logits)
+
+    def stats(self) -> dict:
+        return {**super().stats(), "general_texts": len(self.bank)}

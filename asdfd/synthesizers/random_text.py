@@ -15,6 +15,7 @@ class RandomText(Synthesizer):
 
     @torch.inference_mode()
     def craft(self, n: int, student: PreTrainedModel) -> PseudoBatch:
-        batch = self.fresh(n)
-        batch.teacher_logits = self.teacher_logits(batch.embeds, batch.attention_mask)
-        return batch
+        ids, base, slot, attn = self.random_frame(n)
+        embeds = self.space.compose(self.token_embeddings(ids), base, slot)
+        targets = torch.full((n,), -1, dtype=torch.long, device=self.device)
+        return PseudoBatch(embeds, attn, slot, targets, self.teacher_logits(embeds, attn))

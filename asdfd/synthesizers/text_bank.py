@@ -37,9 +37,3 @@ class TextBank:
             ids = torch.nn.functional.pad(ids, (0, width - ids.shape[1]), value=self.pad_id)
         attn = (torch.arange(width)[None, :] < self.lengths[idx, None]).long()
         return ids, attn, attn.bool() & ~torch.isin(ids, self.special)
-
-    def counts(self, vocab_size: int) -> torch.Tensor:
-        """How often each of the ``vocab_size`` word pieces occurs in the texts (their own word
-        pieces only: not [CLS], [SEP] or padding)."""
-        ids, _, slot = self.frame(torch.arange(len(self)))
-        return torch.bincount(ids[slot], minlength=vocab_size).float()

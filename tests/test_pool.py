@@ -1,0 +1,41 @@
+"""The replay pool and the student batches drawn from it."""
+
+from __future__ import annotations
+
+import torch
+
+from asdfd.synthesizers import RandomText
+from asdfd.synthesizers.pool import ReplayPool
+
+from .conftest import method_setup
+
+
+def test_replay_pool_is_bounded_fifo(tiny_teacher_dir):
+    cfg, teacher, space, student = method_setup(tiny_teacher_dir, replay_size=16)
+    synth = RandomText(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    for _ in range(5):
+        synth.synthesize(student)  # 5 x 8 samples into a pool of 16
+    assert synth.pool.size == 16 and synth.n_crafted == 40
+    assert len(synth.sample(10)) == 10
+    pool = ReplayPool(4, torch.Generator().manual_seed(0))
+    b = synth.craft(4, student)
+    pool.add(b)
+    assert torch.equal(pool.store.embeds, b.embeds)
+
+
+def test_splice_mixes_tokens_of_two_pool_samples_and_relabels(tiny_teacher_dir):
+    cfg, teacher, space, student = method_setup(tiny_teacher_dir, mix=0.5)
+    synth = RandomText(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    for _ in range(4):
+        synth.synthesize(student)
+    batch = synth.sample(8)
+    assert len(batch) == 8 and (batch.targets[:4] == -1).all()
+    pool_tokens = {tuple(r.tolist()) for r in synth.pool.store.embeds[synth.pool.store.slot]}
+    mixed = batch.embeds[:4][batch.slot[:4]]
+    assert all(tuple(r.tolist()) in pool_tokens for r in mixed)  # tokens come from the pool
+    whole = [torch.equal(x, y) for x in batch.embeds[:4] for y in synth.pool.store.embeds]
+    assert sum(whole) < 4  # but at least one sample is a new combination of them
+    # the mixtures are unlabelled until the distiller's one teacher pass over the student batch
+    assert batch.teacher_logits is None
+    # and the student can train on them
+    student(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask).logits.sum().backward()

@@ -59,6 +59,15 @@ def model_card(report: dict, name: str) -> str:
             f"**No task training data was used, but real text was**: the student learned from {corpus} "
             f"labelled by the teacher: {synth.get('pseudo_samples', '?')} texts."
         )
+    elif "language_model" in synth:
+        lm = synth["language_model"]
+        names = ", ".join(f"'{n}'" for n in lm.get("label_names_in_prompts", {}).values() if n) or "none: the labels carry no words"
+        hint = f" and the task hint '{lm['task_hint']}'" if lm.get("task_hint") else ""
+        data_line = (
+            "**No real training data was used.** The student learned from pseudo text written by the general-purpose language "
+            f"model {lm.get('name')} ({lm.get('licence', 'licence unknown')}; GGUF SHA-256 {lm.get('gguf_sha256', 'unknown')}), "
+            f"prompted with the teacher's label names ({names}){hint} and labelled by the teacher: {synth.get('pseudo_samples', '?')} texts."
+        )
     else:
         data_line = (
             "**No real training data was used.** The student learned only from pseudo samples crafted from the teacher "

@@ -38,8 +38,6 @@ def _add_config_flags(p: argparse.ArgumentParser, cls, skip: tuple[str, ...] = (
         flag = "--" + f.name.replace("_", "-")
         help_ = f.metadata["help"] + ("" if default in (None, "") else f" (default: {default})")
         p.add_argument(flag, type=kind, default=None, help=help_)
-    if cls is DistillConfig:
-        p.add_argument("--steps", dest="student_steps", type=int, default=None, help="alias of --student-steps")
 
 
 def _config_from_args(cls, args: argparse.Namespace):
@@ -153,6 +151,8 @@ def _refuse_retired_flags(argv: list[str]) -> None:
         name = arg.removeprefix("--").partition("=")[0].replace("-", "_")
         if arg.startswith("--") and name in RETIRED:
             raise retired(f"'--{name.replace('_', '-')}'")
+        if arg.startswith("--") and name == "steps":
+            raise UserError("--steps was an alias of --student-steps; pass --student-steps")
 
 
 def _apply_config_file(parser: argparse.ArgumentParser, argv: list[str]) -> None:

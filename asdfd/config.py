@@ -81,6 +81,9 @@ class DistillConfig:
     generator_steps: int = option(5, "generator updates per crafted batch (modified-zskt, modified-dafl)")
     generator_lr: float = option(1e-3, "Adam learning rate of the generator (modified-zskt, modified-dafl)")
 
+    # lm-text: what goes into the language model's prompts besides the teacher's label names
+    task_hint: str = option("", "lm-text only: one line on what the task's texts are (e.g. 'movie review'), used as the genre in the prompts")
+
     # the task's data: read only by the data-driven references
     data: str = option("", "real-kd/finetune only: trec | mr | bbc or a .csv/.jsonl file whose train split is used")
     text_column: str = option("text", "real-kd/finetune only: text column of a data file")

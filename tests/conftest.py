@@ -67,6 +67,24 @@ def tiny_teacher_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def tiny_lm(tmp_path, monkeypatch) -> Path:
+    """A random 1-layer Llama on the tiny word-piece vocabulary, in place of the packaged LM."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    import asdfd.language_model as lm
+
+    folder = tmp_path / "lm"
+    tok = write_tokenizer(folder)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2)
+    cfg.pad_token_id, cfg.bos_token_id, cfg.eos_token_id = tok.pad_token_id, tok.cls_token_id, tok.sep_token_id
+    LlamaForCausalLM(cfg).save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    monkeypatch.setattr(lm, "packaged_lm", lambda cache_dir=None: folder)
+    return folder
+
+
+@pytest.fixture
 def tiny_csv(tmp_path: Path) -> Path:
     import random
 

@@ -20,7 +20,7 @@ def _distill_args(teacher, out, *extra):
         str(out),
         "--student-layers",
         "2",
-        "--steps",
+        "--student-steps",
         "4",
         "--batch-size",
         "8",
@@ -196,7 +196,7 @@ def _bad_cases(teacher, tmp_path, tiny_csv):
         (_distill_args(teacher, tmp_path / "o3", "--student-layers", "0"), "between 1 and"),
         (_distill_args(teacher, tmp_path / "o4", "--student-layers", "4"), "between 1 and"),
         (_distill_args(teacher, full), "not empty"),
-        (_distill_args(teacher, tmp_path / "o5", "--steps", "0"), "student_steps must be"),
+        (_distill_args(teacher, tmp_path / "o5", "--student-steps", "0"), "student_steps must be"),
         (_distill_args(teacher, tmp_path / "o6", "--max-len", "100"), "positions"),
         (_distill_args(teacher, tmp_path / "o7", "--method", "magic"), "unknown method"),
         (_distill_args(teacher, tmp_path / "o8", "--method", "real-kd"), "pass --data"),
@@ -374,7 +374,7 @@ def test_tensorboard_scalars_land_in_the_output_folder(tiny_teacher_dir, tmp_pat
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "student"
-    assert main(_distill_args(tiny_teacher_dir, out, "--tensorboard", "true", "--steps", "20")) == 0
+    assert main(_distill_args(tiny_teacher_dir, out, "--tensorboard", "true", "--student-steps", "20")) == 0
     events = EventAccumulator(str(out / "tensorboard")).Reload()
     tags = set(events.Tags()["scalars"])
     assert {"loss/kd", "loss/hidden", "loss/ss", "lr", "synthesis/teacher_mean_max_prob", "heldout/pseudo_agreement"} <= tags

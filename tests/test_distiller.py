@@ -19,9 +19,10 @@ from .conftest import tiny_distill_config
         ("modified-zskt", {}),
         ("modified-dafl", {}),
         ("general-text", {}),
+        ("lm-text", {}),
     ],
 )
-def test_data_free_methods_never_read_real_data(tiny_teacher_dir, monkeypatch, method, extra):
+def test_data_free_methods_never_read_real_data(tiny_teacher_dir, tiny_lm, monkeypatch, method, extra):
     import asdfd.data
     import asdfd.synthesizers.real_kd
     from asdfd.distiller import distill

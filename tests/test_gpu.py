@@ -17,6 +17,7 @@ CASES = [
     dict(method="as-dfd", init_candidates=1, ss_task="none", mix=0.0),
     dict(method="random-text"),
     dict(method="general-text"),
+    dict(method="lm-text"),
     dict(method="modified-zskt"),
     dict(method="modified-dafl"),
     dict(method="real-kd"),
@@ -25,7 +26,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("kw", CASES, ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
-def test_distils_on_cuda(tiny_teacher_dir, tiny_csv, kw):
+def test_distils_on_cuda(tiny_teacher_dir, tiny_csv, tiny_lm, kw):
     from asdfd.distiller import distill
 
     data = str(tiny_csv) if kw["method"] in ("real-kd", "finetune") else ""

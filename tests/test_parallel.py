@@ -24,7 +24,7 @@ from .test_cli import _distill_args
 from .test_resume import _same_student, _spawn, _wait_for
 
 # 2 processes x 4 samples per student batch; long enough to be killed after the first checkpoint
-BUDGET = ["--num-processes", "2", "--steps", "160", "--checkpoint-every", "20", "--pseudo-samples", "320"]
+BUDGET = ["--num-processes", "2", "--student-steps", "160", "--checkpoint-every", "20", "--pseudo-samples", "320"]
 
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess:

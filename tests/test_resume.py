@@ -19,7 +19,7 @@ from asdfd.cli import main
 
 from .test_cli import _distill_args
 
-STEPS = ["--steps", "60", "--checkpoint-every", "2", "--pseudo-samples", "120"]
+STEPS = ["--student-steps", "60", "--checkpoint-every", "2", "--pseudo-samples", "120"]
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:

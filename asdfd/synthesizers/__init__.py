@@ -10,10 +10,13 @@ from .batch import PseudoBatch
 from .finetune import Finetune
 from .general_text import GeneralText
 from .generator import ModifiedDAFL, ModifiedZSKT
+from .lm_text import LMText
 from .random_text import RandomText
 from .real_kd import RealKD
 
-REGISTRY: dict[str, type[Synthesizer]] = {cls.name: cls for cls in (ASDFD, RandomText, ModifiedZSKT, ModifiedDAFL, RealKD, Finetune, GeneralText)}
+REGISTRY: dict[str, type[Synthesizer]] = {
+    cls.name: cls for cls in (ASDFD, RandomText, ModifiedZSKT, ModifiedDAFL, RealKD, Finetune, GeneralText, LMText)
+}
 
 
 def available() -> list[str]:
@@ -43,6 +46,7 @@ __all__ = [
     "ASDFD",
     "Finetune",
     "GeneralText",
+    "LMText",
     "ModifiedDAFL",
     "ModifiedZSKT",
     "PseudoBatch",

@@ -1,0 +1,84 @@
+"""``lm-text``: pseudo text written by a small general-purpose language model, labelled by the teacher.
+
+The packaged SmolLM2-135M-Instruct (``asdfd.language_model``) is asked, for a balanced set of the
+teacher's classes, to "Write one {genre} about {label name}." (``id2label``); a label without words
+(``LABEL_0``, ``3``) gives "Write one {genre}." The genre is the user's one-line ``task_hint``
+("movie review") or, without one, drawn from a fixed list of everyday genres. The texts go through
+the teacher's own tokenizer, cut to ``max_len`` word pieces like every pseudo sample, and the
+teacher labels them with its soft outputs: the prompt's class only steers what gets written.
+Nothing of the task is read but the teacher and its label names (and the hint, when given).
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from transformers import PreTrainedModel
+
+from .. import language_model
+from ..errors import UserError
+from .base import PseudoBatch, Synthesizer
+from .text_bank import TextBank
+
+GENRES = ("question", "news headline", "short review", "sentence", "short comment", "statement")
+WORDLESS = re.compile(r"(label|class)?[\s_-]*\d+", re.IGNORECASE)  # LABEL_0, class 3, 7
+EXTRA_TOKENS = 8  # language-model tokens written beyond max_len (word pieces and BPE tokens differ)
+
+
+def label_names(id2label: dict) -> list[str | None]:
+    """Each class's name as words for a prompt, or None where the label carries none."""
+    names = []
+    for i in range(len(id2label)):
+        name = str(id2label.get(i, id2label.get(str(i), ""))).replace("_", " ").strip()
+        names.append(None if not name or WORDLESS.fullmatch(name) else name)
+    return names
+
+
+def clean(text: str) -> str:
+    """The first line of a written text, without the quotes small chat models like to add."""
+    line = next((part for part in text.strip().splitlines() if part.strip()), "")
+    return line.strip().strip("\"'“”").strip()
+
+
+class LMText(Synthesizer):
+    """Texts written by a small general-purpose language model from the teacher's label names, labelled by the teacher."""
+
+    name = "lm-text"
+
+    @classmethod
+    def check(cls, cfg) -> None:
+        if "\n" in cfg.task_hint or len(cfg.task_hint) > 100:
+            raise UserError("task_hint is one short line about what the task's texts are (e.g. 'movie reviews'); shorten it")
+
+    def __init__(self, teacher, space, cfg, device, generator):
+        super().__init__(teacher, space, cfg, device, generator)
+        self.writer = language_model.TextWriter(language_model.packaged_lm(), device, cfg.precision)
+        self.names = label_names(teacher.config.id2label)
+        self.width = cfg.max_len + 2  # + [CLS] and [SEP]: the pseudo samples' frame, which the pool keeps
+        self.examples: list[str] = []
+
+    def instructions(self, targets: torch.Tensor) -> list[str]:
+        genres = torch.randint(len(GENRES), (len(targets),), generator=self.generator).tolist()
+        out = []
+        for target, g in zip(targets.tolist(), genres, strict=True):
+            genre, name = self.cfg.task_hint or GENRES[g], self.names[target]
+            out.append(f"Write one {genre} about {name}." if name else f"Write one {genre}.")
+        return out
+
+    def craft(self, n: int, student: PreTrainedModel) -> PseudoBatch:
+        targets = torch.randperm(n, generator=self.generator) % self.num_labels
+        texts = [clean(t) for t in self.writer.write(self.instructions(targets), self.cfg.max_len + EXTRA_TOKENS)]
+        if len(self.examples) < 8:
+            self.examples += texts[: 8 - len(self.examples)]
+        with torch.inference_mode():
+            ids, attn, slot = TextBank(self.space, texts, self.width).frame(torch.arange(n), self.width)
+            embeds = self.token_embeddings(ids)
+            attn, slot = attn.to(self.device), slot.to(self.device)
+            logits = self.teacher_logits(embeds, attn)
+        return PseudoBatch(embeds.clone(), attn, slot, targets.to(self.device), logits.clone())
+
+    def stats(self) -> dict:
+        prompted = {str(i): name for i, name in enumerate(self.names)}
+        lm = {**self.writer.card, "label_names_in_prompts": prompted, "task_hint": self.cfg.task_hint or None, "example_texts": self.examples}
+        return {**super().stats(), "language_model": lm}

@@ -1,0 +1,101 @@
+"""``lm-text``: pseudo text from a language model, on a tiny random LM (the packaged one: one integration test)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import pipeline
+
+from asdfd.cli import main
+from asdfd.synthesizers.lm_text import LMText, clean, label_names
+
+from .conftest import LABELS, method_setup, tiny_config, write_tokenizer
+
+
+def test_label_names_keep_words_and_drop_bare_ids():
+    assert label_names({0: "sports", 1: "LABEL_1", 2: "Sci_Tech", 3: "class 3", 4: "7", 5: "ABBR"}) == [
+        "sports",
+        None,
+        "Sci Tech",
+        None,
+        None,
+        "ABBR",
+    ]
+    assert clean('  \n"What is the capital of France?"\nSure, here is another.') == "What is the capital of France?"
+
+
+def test_prompts_name_the_target_class_and_the_hint(tiny_teacher_dir, tiny_lm):
+    cfg, teacher, space, student = method_setup(tiny_teacher_dir, method="lm-text")
+    synth = LMText(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    prompts = synth.instructions(torch.tensor([0, 1, 2]))
+    assert [p.split(" about ")[1] for p in prompts] == [f"{n}." for n in LABELS]
+    cfg.task_hint = "movie review"
+    assert synth.instructions(torch.tensor([2]))[0] == "Write one movie review about pos."
+    synth.names = [None, None, None]  # labels without words
+    assert synth.instructions(torch.tensor([0])) == ["Write one movie review."]
+
+
+def test_written_texts_become_pool_samples_labelled_by_the_teacher(tiny_teacher_dir, tiny_lm):
+    cfg, teacher, space, student = method_setup(tiny_teacher_dir, method="lm-text")
+    synth = LMText(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    batch = synth.craft(12, student)
+    assert batch.embeds.shape[:2] == (12, cfg.max_len + 2) and (batch.attention_mask.sum(1) <= cfg.max_len + 2).all()
+    assert torch.bincount(batch.targets, minlength=3).tolist() == [4, 4, 4]  # the prompts' classes, balanced
+    tokens = batch.embeds[batch.slot]
+    assert torch.equal(space.embeddings[space.nearest(tokens)], tokens)  # real word pieces of the teacher's vocabulary
+    with torch.no_grad():
+        again = teacher(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask).logits
+    torch.testing.assert_close(batch.teacher_logits, again)
+    assert synth.stats()["language_model"]["label_names_in_prompts"] == {"0": "neg", "1": "neu", "2": "pos"}
+
+
+@pytest.mark.parametrize("wordless", [False, True], ids=["label-names", "LABEL_i"])
+def test_lm_text_distils_through_the_cli_and_says_so_on_the_card(tmp_path, tiny_lm, wordless):
+    from transformers import BertForSequenceClassification
+
+    teacher_dir = tmp_path / "teacher"
+    tok = write_tokenizer(teacher_dir)
+    names = [f"LABEL_{i}" for i in range(3)] if wordless else LABELS
+    torch.manual_seed(0)
+    BertForSequenceClassification(tiny_config(id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})).save_pretrained(
+        teacher_dir
+    )
+    tok.save_pretrained(teacher_dir)
+    out = tmp_path / "student"
+    argv = ["distill", "--teacher", str(teacher_dir), "--output", str(out), "--method", "lm-text", "--student-layers", "2"]
+    argv += ["--student-steps", "4", "--batch-size", "4", "--pseudo-samples", "8", "--max-len", "8", "--heldout-samples", "4"]
+    assert main([*argv, "--device", "cpu", "--task-hint", "movie review", "--quiet"]) == 0
+    report = json.loads((out / "distill_report.json").read_text())
+    assert report["real_data_used"] is False and report["general_text_used"] is False
+    lm = report["synthesis"]["language_model"]
+    assert lm["task_hint"] == "movie review" and len(lm["example_texts"]) == 8
+    assert lm["label_names_in_prompts"] == ({"0": None, "1": None, "2": None} if wordless else {"0": "neg", "1": "neu", "2": "pos"})
+    card = (out / "README.md").read_text()
+    assert "written by the general-purpose language model" in card and "'movie review'" in card and "data-free" in card.split("---")[1]
+    assert ("labels carry no words" in card) == wordless
+    assert pipeline("text-classification", model=str(out), device="cpu")("good film")[0]["label"] in names
+
+
+def test_a_task_hint_is_one_short_line(tiny_teacher_dir):
+    from asdfd.errors import UserError
+    from asdfd.synthesizers import configure
+
+    from .conftest import tiny_distill_config
+
+    with pytest.raises(UserError, match="one short line"):
+        configure(tiny_distill_config(method="lm-text", task_hint="movie\nreviews"))
+
+
+@pytest.mark.integration
+def test_the_packaged_language_model_converts_once_and_writes(tmp_path):
+    import asdfd.language_model as lm
+
+    folder = lm.packaged_lm(tmp_path)
+    card = json.loads((folder / lm.PROVENANCE).read_text())
+    assert card["name"] == "SmolLM2-135M-Instruct" and card["licence"] == "Apache-2.0" and len(card["gguf_sha256"]) == 64
+    assert lm.packaged_lm(tmp_path) == folder  # the second call reuses the folder
+    torch.manual_seed(0)
+    texts = lm.TextWriter(folder, torch.device("cpu"), "fp32").write(["Write one question about a city.", "Write one sentence."], 12)
+    assert len(texts) == 2 and all(isinstance(t, str) and t.strip() for t in texts)

@@ -96,7 +96,7 @@ class DistillConfig:
     temperature: float = option(2.0, "KD temperature", main=True)
     lambda_hidden: float = option(1.0, "weight of hidden-state KD between copied layers (0: logits only)")
     grad_clip: float = option(1.0, "gradient-norm clipping")
-    # None: the method's own default, resolved by its configure(): as-dfd keeps only the newest
+    # None: the method's own default, filled in by asdfd.synthesizers.configure: as-dfd keeps only the newest
     # crafted batch and mixes half of each student batch, the other methods 4096 and no mixtures
     replay_size: int | None = option(None, "replay pool capacity, in samples (default: as-dfd the newest crafted batch, --batch-size; others 4096)")
     mix: float | None = option(

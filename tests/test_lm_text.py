@@ -99,3 +99,12 @@ def test_the_packaged_language_model_converts_once_and_writes(tmp_path):
     torch.manual_seed(0)
     texts = lm.TextWriter(folder, torch.device("cpu"), "fp32").write(["Write one question about a city.", "Write one sentence."], 12)
     assert len(texts) == 2 and all(isinstance(t, str) and t.strip() for t in texts)
+
+
+def test_a_resumed_run_keeps_the_reports_example_texts(tiny_teacher_dir, tiny_lm):
+    cfg, teacher, space, student = method_setup(tiny_teacher_dir, method="lm-text")
+    synth = LMText(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    synth.synthesize(student)
+    again = LMText(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    again.load_state_dict(synth.state_dict())
+    assert again.examples == synth.examples and len(again.examples) == 8 and again.n_crafted == synth.n_crafted

@@ -10,6 +10,8 @@ registered by name in ``asdfd.synthesizers``.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
@@ -108,7 +110,7 @@ class Synthesizer:
         return {
             "pool": self.pool.state_dict(),
             "class_hist": self.class_hist.clone(),
-            "counters": {k: getattr(self, k) for k in self.COUNTERS},
+            "counters": {k: copy.copy(getattr(self, k)) for k in self.COUNTERS},
             "modules": {name: m.state_dict() for name, m in self.modules().items()},
         }
 

@@ -45,6 +45,7 @@ class LMText(Synthesizer):
     """Texts written by a small general-purpose language model from the teacher's label names, labelled by the teacher."""
 
     name = "lm-text"
+    COUNTERS = (*Synthesizer.COUNTERS, "examples")  # the report's first texts survive a resume
 
     @classmethod
     def check(cls, cfg) -> None:

@@ -14,6 +14,8 @@ Sections (each stored as soon as it finishes; a rerun skips finished ones unless
   parallel   `asdfd distill` at the 1x budget as one process and as `--num-processes 2`, alternated
   onnx       a default trec student exported to ONNX (fp32 and dynamic int8): test accuracy of
              PyTorch, ONNX and int8, and their latency/throughput at batch 1 and 32 (onnxruntime, CPU)
+  lm         lm-text's crafting of one batch (the language model writes, the teacher labels) against
+             AS-DFD's, interleaved in one process, per precision
 Every figure is a median over repetitions; ratios are taken between figures of the same run.
 """
 
@@ -41,7 +43,7 @@ from asdfd.distiller import REPORT_NAME, Distiller
 from asdfd.models import build_student, load_classifier, load_teacher, load_tokenizer, resolve_student_layers
 from asdfd.runtime import atomic_write_text, autocast, set_threads
 
-SECTIONS = ("synthesis", "training", "inference", "distill", "parallel", "onnx")
+SECTIONS = ("synthesis", "training", "inference", "distill", "parallel", "onnx", "lm")
 PRECISIONS = ("fp32", "bf16")
 SCALE_BASE = {"pseudo_samples": 384, "student_steps": 75}  # the default's 3072 : 600, an eighth of it
 
@@ -111,6 +113,19 @@ def synthesis_at(teacher_dir: Path, precision: str, reps: int) -> dict:
         "floor_s": round(t["floor"], 4),
         "craft_s": round(t["craft"], 4),
         "ratio": round(t["craft"] / t["floor"], 3),
+    }
+
+
+def lm_at(teacher_dir: Path, precision: str, reps: int) -> dict:
+    """One crafted batch of lm-text against one of AS-DFD, the student as it starts."""
+    runs = {m: Distiller(teacher_dir, DistillConfig(method=m, precision=precision)) for m in ("as-dfd", "lm-text")}
+    n = runs["as-dfd"].cfg.batch_size
+    t = interleaved({m: (lambda d=d: d.synth.craft(n, d.student.eval())) for m, d in runs.items()}, reps)
+    return {
+        "batch": n,
+        "as_dfd_craft_s": round(t["as-dfd"], 3),
+        "lm_text_craft_s": round(t["lm-text"], 3),
+        "ratio": round(t["lm-text"] / t["as-dfd"], 2),
     }
 
 
@@ -326,6 +341,8 @@ def run_speed(results: Path, sections: list[str], reps: int, fresh: bool) -> dic
             save(section, per_precision(section, synthesis_at, teacher_dir, reps))
         elif section == "training":
             save(section, per_precision(section, training_at, teacher_dir, reps))
+        elif section == "lm":
+            save(section, per_precision(section, lm_at, teacher_dir, reps))
         elif section == "inference":
             save(section, inference(teacher_dir, reps))
         elif section == "parallel":
@@ -352,6 +369,10 @@ def speed_table(data: dict) -> str:
         lines.append(
             f"\nFloor: {r['teacher_passes']} teacher forward+backward passes w.r.t. the inputs{start}, batch {r['batch']} x {r['tokens']} tokens."
         )
+    if "lm" in data:
+        lines += ["", "## lm-text against AS-DFD: one crafted batch", "", "| precision | AS-DFD s | lm-text s | ratio |", "|---|---|---|---|"]
+        for p, r in data["lm"].items():
+            lines.append(f"| {p} | {r['as_dfd_craft_s']:.2f} | {r['lm_text_craft_s']:.2f} | {r['ratio']:.2f} |")
     if "training" in data:
         lines += ["", "## Training steps", "", "| precision | teacher fine-tuning step s | student distillation step s | ratio |"]
         lines.append("|---|---|---|---|")

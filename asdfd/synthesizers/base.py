@@ -153,6 +153,17 @@ class Synthesizer:
         """The run's mixed-precision context for forward passes (a no-op at fp32)."""
         return autocast(self.device, self.cfg.precision)
 
+    @property
+    def frame_width(self) -> int:
+        """Positions of a pseudo sample in the pool: ``[CLS]``, ``max_len`` slots, ``[SEP]``."""
+        return self.cfg.max_len + 2
+
+    def labelled(self, embeds: torch.Tensor, attn: torch.Tensor, slot: torch.Tensor, targets: torch.Tensor | None = None) -> PseudoBatch:
+        """Samples on device with the teacher's logits; ``targets`` -1 (aimed at no class) unless given."""
+        if targets is None:
+            targets = torch.full((len(embeds),), -1, dtype=torch.long, device=self.device)
+        return PseudoBatch(embeds, attn, slot, targets, self.teacher_logits(embeds, attn))
+
     def teacher_logits(self, embeds: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
         with self.autocast():
             return self.teacher(inputs_embeds=embeds, attention_mask=attn).logits.float()

@@ -26,16 +26,12 @@ class GeneralText(Synthesizer):
 
     def __init__(self, teacher, space, cfg, device, generator):
         super().__init__(teacher, space, cfg, device, generator)
-        self.width = cfg.max_len + 2  # + [CLS] and [SEP]: the pseudo samples' frame, which the pool keeps
-        self.bank = TextBank(space, general_corpus(), self.width)
+        self.bank = TextBank(space, general_corpus(), self.frame_width)
 
     @torch.inference_mode()
     def craft(self, n: int, student: PreTrainedModel) -> PseudoBatch:
-        ids, attn, slot = self.bank.draw(n, self.generator, self.width)
-        embeds = self.token_embeddings(ids)
-        attn, slot = attn.to(self.device), slot.to(self.device)
-        logits = self.teacher_logits(embeds, attn)
-        return PseudoBatch(embeds, attn, slot, torch.full((n,), -1, dtype=torch.long, device=self.device), logits)
+        ids, attn, slot = self.bank.draw(n, self.generator, self.frame_width)
+        return self.labelled(self.token_embeddings(ids), attn.to(self.device), slot.to(self.device))
 
     def stats(self) -> dict:
         return {**super().stats(), "general_texts": len(self.bank)}

@@ -56,7 +56,6 @@ class LMText(Synthesizer):
         super().__init__(teacher, space, cfg, device, generator)
         self.writer = language_model.TextWriter(language_model.packaged_lm(), device, cfg.precision)
         self.names = label_names(teacher.config.id2label)
-        self.width = cfg.max_len + 2  # + [CLS] and [SEP]: the pseudo samples' frame, which the pool keeps
         self.examples: list[str] = []
 
     def instructions(self, targets: torch.Tensor) -> list[str]:
@@ -72,12 +71,9 @@ class LMText(Synthesizer):
         texts = [clean(t) for t in self.writer.write(self.instructions(targets), self.cfg.max_len + EXTRA_TOKENS)]
         if len(self.examples) < 8:
             self.examples += texts[: 8 - len(self.examples)]
+        ids, attn, slot = TextBank(self.space, texts, self.frame_width).frame(torch.arange(n), self.frame_width)
         with torch.inference_mode():
-            ids, attn, slot = TextBank(self.space, texts, self.width).frame(torch.arange(n), self.width)
-            embeds = self.token_embeddings(ids)
-            attn, slot = attn.to(self.device), slot.to(self.device)
-            logits = self.teacher_logits(embeds, attn)
-        return PseudoBatch(embeds.clone(), attn, slot, targets.to(self.device), logits.clone())
+            return self.labelled(self.token_embeddings(ids), attn.to(self.device), slot.to(self.device), targets.to(self.device))
 
     def stats(self) -> dict:
         prompted = {str(i): name for i, name in enumerate(self.names)}

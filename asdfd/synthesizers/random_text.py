@@ -16,6 +16,4 @@ class RandomText(Synthesizer):
     @torch.inference_mode()
     def craft(self, n: int, student: PreTrainedModel) -> PseudoBatch:
         ids, base, slot, attn = self.random_frame(n)
-        embeds = self.space.compose(self.token_embeddings(ids), base, slot)
-        targets = torch.full((n,), -1, dtype=torch.long, device=self.device)
-        return PseudoBatch(embeds, attn, slot, targets, self.teacher_logits(embeds, attn))
+        return self.labelled(self.space.compose(self.token_embeddings(ids), base, slot), attn, slot)

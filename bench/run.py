@@ -102,6 +102,7 @@ def parse_set(pairs: list[str]) -> dict:
 def cell_config(dataset: str, overrides: dict | None, seed: int, extra: dict) -> DistillConfig:
     """A cell's resolved config: its variant's overrides on the package defaults, at fp32."""
     settings = {"precision": "fp32", **(overrides or {}), **extra}
+    settings.pop("wordless_labels", None)  # the bench's own: applied to the teacher in run_cell
     if REGISTRY[settings.get("method", DistillConfig.method)].needs_data:
         settings["data"] = dataset  # the references read this dataset's train split
     return configure(DistillConfig(seed=seed, **settings))
@@ -110,6 +111,8 @@ def cell_config(dataset: str, overrides: dict | None, seed: int, extra: dict) ->
 def run_cell(dataset: str, variant: str, overrides: dict | None, seed: int, extra: dict, teacher_cfg: TeacherConfig) -> dict:
     teacher_dir = cached_teacher(dataset, teacher_cfg)
     teacher = load_teacher(teacher_dir)
+    if (overrides or {}).get("wordless_labels"):  # as a teacher whose labels carry no words would be (label2id, read by the evaluation, stays)
+        teacher.config.id2label = {i: f"LABEL_{i}" for i in range(teacher.config.num_labels)}
     tokenizer = load_tokenizer(teacher_dir)
     splits = {s: load_dataset(dataset, s) for s in ("validation", "test")}
     cfg = cell_config(dataset, overrides, seed, extra)
@@ -182,6 +185,30 @@ def check_same_teacher(results: Path, dataset: str, teacher: dict) -> None:
             )
 
 
+SETTING = "setting.json"  # in a results folder: the --set overrides its untagged cells were made with
+
+
+def folder_setting(results: Path) -> dict:
+    """The overrides every untagged distilled cell of a results folder was made with ({} by default)."""
+    path = results / SETTING
+    return json.loads(path.read_text())["set"] if path.is_file() else {}
+
+
+def check_same_setting(results: Path, overrides: dict) -> None:
+    """Untagged cells of one folder share one setting (e.g. ``--set student_layers=1`` for the 1-layer
+    student), so a variant's name means one thing in its table; the first run records it."""
+    have = folder_setting(results)
+    if overrides == have:
+        return
+    if (results / SETTING).is_file() or any((results / "runs").glob("*/*/seed*.json")):
+        raise UserError(
+            f"{results} holds cells made with --set {have or 'nothing'}, not {overrides or 'nothing'}; pass --tag to name these cells apart "
+            "or --results with a separate folder for this setting"
+        )
+    results.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(results / SETTING, json.dumps({"set": overrides}, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default="trec,mr,bbc")
@@ -228,6 +255,8 @@ def main(argv: list[str] | None = None) -> None:
     variants, groups = load_variants()
     try:
         extra = {**overrides, **parse_set(args.set)}
+        if not args.tag:
+            check_same_setting(results, parse_set(args.set))
     except UserError as e:
         raise SystemExit(f"bench: error: {e}") from None
     if args.jobs < 1:

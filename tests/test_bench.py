@@ -118,7 +118,7 @@ def test_committed_cells_match_their_variants_under_the_current_defaults():
     value in bench/variants.yaml, or move the cells to a name that does)."""
     from pathlib import Path
 
-    from bench.run import QUICK, cell_config
+    from bench.run import QUICK, cell_config, folder_setting
 
     variants, _ = load_variants()
     cells = sorted((Path(__file__).parents[1] / "bench" / "results").rglob("seed*.json"))
@@ -128,13 +128,30 @@ def test_committed_cells_match_their_variants_under_the_current_defaults():
         cell = json.loads(path.read_text())
         if cell["config"] is None:  # the untrained student
             continue
-        extra = QUICK["overrides"] if "quick" in path.parts else {}
+        extra = {**(QUICK["overrides"] if "quick" in path.parts else {}), **folder_setting(path.parents[3])}
         now = cell_config(cell["dataset"], variants[cell["variant"]], cell["seed"], extra).to_dict()
         inert = set(AS_DFD_ONLY) if now["method"] != "as-dfd" else set()
         diff = {k: (v, now[k]) for k, v in cell["config"].items() if k in now and k not in inert and v != now[k]}
         if diff:
             stale.append(f"{path}: {diff}")
     assert not stale, "\n".join(stale)
+
+
+def test_a_results_folder_keeps_one_setting(tmp_path):
+    from bench.run import check_same_setting, folder_setting
+
+    check_same_setting(tmp_path, {})  # the default setting leaves no file
+    assert folder_setting(tmp_path) == {} and not (tmp_path / "setting.json").exists()
+    (tmp_path / "runs" / "trec" / "as-dfd").mkdir(parents=True)
+    (tmp_path / "runs" / "trec" / "as-dfd" / "seed0.json").write_text("{}")
+    with pytest.raises(UserError, match="student_layers"):
+        check_same_setting(tmp_path, {"student_layers": 1})  # default-setting cells are there already
+    fresh = tmp_path / "l1"
+    check_same_setting(fresh, {"student_layers": 1})
+    check_same_setting(fresh, {"student_layers": 1})
+    assert folder_setting(fresh) == {"student_layers": 1}
+    with pytest.raises(UserError, match="--tag"):
+        check_same_setting(fresh, {})
 
 
 def test_worker_thread_share_survives_the_librarys_thread_setting(monkeypatch):

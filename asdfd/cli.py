@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="accuracy of a classifier on real labelled text")
     p.add_argument("--model", required=True, help="classifier folder")
     _add_data_flags(p)
-    p.add_argument("--split", default="test", help="train | validation | test | all (default: test)")
+    p.add_argument("--split", default=None, help="train | validation | test | all (default: a file's every row; a packaged dataset's test split)")
     p.add_argument("--teacher", default=None, help="also report agreement with this teacher")
     p.add_argument("--max-length", type=int, default=None, help="token limit per text (default: the dataset's)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -238,7 +238,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
             from .runtime import resolve_device
 
             load_classifier(args.teacher, allow_pickle=cfg.allow_pickle)  # one clear error here, not one per rank
-            preflight(args.output, cfg, args.overwrite, args.resume)
+            preflight(args.output, cfg, args.overwrite, args.resume, args.teacher)
             return parallel.launch(argv, cfg.num_processes, cuda=resolve_device(cfg.device).type == "cuda")
         res = distill(args.teacher, args.output, cfg, overwrite=args.overwrite, resume=args.resume)
         if parallel.rank() != 0:
@@ -252,16 +252,17 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         )
         return 0
     if args.command == "evaluate":
-        from .data import load_dataset
+        from .data import BUILTIN, load_dataset
         from .distiller import REPORT_NAME
         from .evaluator import evaluate
 
         if args.record and not (Path(args.model) / REPORT_NAME).is_file():
             raise UserError(f"--record writes into a student folder made by asdfd distill, and '{args.model}' has no {REPORT_NAME}; drop --record")
-        if args.split == "all" and Path(args.data).suffix.lower() in (".csv", ".jsonl", ".json"):
+        split = args.split or ("test" if args.data in BUILTIN else "all")  # a file the user hands over is meant whole
+        if split == "all" and Path(args.data).suffix.lower() in (".csv", ".jsonl", ".json"):
             data = args.data  # a whole file: streamed in chunks, however large
         else:
-            data = load_dataset(args.data, args.split, args.text_column, args.label_column, args.max_length)
+            data = load_dataset(args.data, split, args.text_column, args.label_column, args.max_length)
         kw = {"text_column": args.text_column, "label_column": args.label_column, "max_length": args.max_length or 128}
         res = evaluate(args.model, data, args.teacher, args.device, allow_pickle=args.allow_pickle, **kw)
         if args.record:

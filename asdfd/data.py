@@ -147,6 +147,8 @@ def iter_file_chunks(path: str | Path, text_column: str = "text", label_column: 
                         if col not in row:
                             raise UserError(f"data file '{path}' has no column '{col}' (columns: {', '.join(map(str, row))}); pass {flag}")
                 n += 1
+                if row.get(label_column) in (None, ""):
+                    raise UserError(f"data file '{path}' row {n} has no label in column '{label_column}'; fill or drop the unlabelled rows")
                 texts.append("" if row.get(text_column) is None else str(row[text_column]))
                 labels.append(str(row[label_column]))
                 if len(texts) == chunk:
@@ -216,6 +218,10 @@ def load_dataset(
     texts, labels = _dedupe(texts, labels)
     if split != "all":
         idx = split_indices(labels)[split]
+        if not len(idx):
+            raise UserError(
+                f"the {split} split of '{name}' is empty ({len(texts)} rows, cut {SPLIT_FRACTIONS} per label); use a larger file or --split all"
+            )
         texts = [texts[i] for i in idx]
         labels = [labels[i] for i in idx]
     return Dataset(name, split, texts, labels, max_length or default_len)

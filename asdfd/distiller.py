@@ -214,9 +214,14 @@ class Distiller:
         return state["step"], state["crafted"], state["logs"]
 
 
-def preflight(output: str | Path | None, cfg: DistillConfig, overwrite: bool, resume: bool) -> None:
+def preflight(output: str | Path | None, cfg: DistillConfig, overwrite: bool, resume: bool, teacher_dir: str | Path | None = None) -> None:
     """The checks on the output folder and checkpoint that fail a run before any work (nothing is
     changed); the CLI runs them before launching a data-parallel run too."""
+    if output is not None and teacher_dir is not None:
+        out, teacher = Path(output).resolve(), Path(teacher_dir).resolve()
+        if out == teacher or teacher in out.parents or out in teacher.parents:
+            where = "is" if out == teacher else "is inside" if teacher in out.parents else "contains"
+            raise UserError(f"--output '{output}' {where} the teacher folder '{teacher_dir}', which a run never writes to; pass another --output")
     if output is None:
         if cfg.tensorboard or resume:
             raise UserError("--tensorboard and --resume work through the output folder; pass an output (--output)")
@@ -242,7 +247,7 @@ def distill(
     With an ``output``, the run checkpoints into ``.OUTPUT.partial/`` beside it (every
     ``cfg.checkpoint_every`` steps and on Ctrl-C); ``resume`` continues a killed run from there."""
     cfg = synthesizers.configure(cfg or DistillConfig())
-    preflight(output, cfg, overwrite, resume)
+    preflight(output, cfg, overwrite, resume, teacher_dir)
     if output is None:
         return Distiller(teacher_dir, cfg).run()
     partial = partial_dir(output)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +16,23 @@ from .onnx_export import OnnxClassifier, is_onnx
 from .runtime import progress, resolve_device, set_threads
 
 
+def unknown_labels(model: PreTrainedModel, labels: list[str]) -> Counter:
+    """Rows per label that is not among the model's (``label2id``)."""
+    known = {str(k) for k in model.config.label2id}
+    return Counter(lab for lab in labels if lab not in known)
+
+
+def refuse_unknown(model: PreTrainedModel, unknown: Counter) -> None:
+    if unknown:
+        listed = ", ".join(f"'{lab}' ({n} rows)" for lab, n in unknown.most_common(5)) + (", ..." if len(unknown) > 5 else "")
+        known = sorted(str(k) for k in model.config.label2id)
+        raise UserError(f"labels {listed} are not among the model's labels {known}; pass data whose labels match the model's id2label")
+
+
 def label_ids(model: PreTrainedModel, labels: list[str]) -> np.ndarray:
     """Map string labels to the model's class ids through its ``label2id``."""
+    refuse_unknown(model, unknown_labels(model, labels))
     label2id = {str(k): int(v) for k, v in model.config.label2id.items()}
-    unknown = sorted(set(labels) - set(label2id))
-    if unknown:
-        raise UserError(
-            f"labels {unknown[:5]} are not among the model's labels {sorted(label2id)}; pass data whose labels match the model's id2label"
-        )
     return np.asarray([label2id[lab] for lab in labels])
 
 
@@ -102,8 +112,12 @@ def evaluate_stream(model: PreTrainedModel, tokenizer, path: str | Path, text_co
     (beyond one small integer per row for the predictions)."""
     gold, preds, t_preds = [], [], []
     counts = {"empty": 0, "truncated": 0}
+    unknown: Counter = Counter()
     bar = progress(desc="evaluate (streaming)", unit="text")
     for texts, labels in iter_file_chunks(path, text_column, label_column):
+        unknown += unknown_labels(model, labels)
+        if unknown:  # read on only to count them all for the error
+            continue
         gold.append(label_ids(model, labels))
         p, c = predict_counted(model, tokenizer, texts, max_length, desc=None)
         preds.append(p)
@@ -112,6 +126,7 @@ def evaluate_stream(model: PreTrainedModel, tokenizer, path: str | Path, text_co
             t_preds.append(predict(teacher, tokenizer, texts, max_length, desc=None))
         bar.update(len(texts))
     bar.close()
+    refuse_unknown(model, unknown)
     cat = np.concatenate
     return _results(model, Path(path).name, "all", cat(gold), cat(preds), cat(t_preds) if teacher is not None else None, counts)
 

@@ -42,7 +42,7 @@ from asdfd.demo import cached_teacher
 from asdfd.distiller import REPORT_NAME, Distiller
 from asdfd.language_model import TextWriter, packaged_lm
 from asdfd.models import build_student, load_classifier, load_teacher, load_tokenizer, resolve_student_layers
-from asdfd.runtime import atomic_write_text, autocast, set_threads
+from asdfd.runtime import atomic_write_text, autocast, native_bf16, set_threads
 from asdfd.synthesizers.lm_text import EXTRA_TOKENS
 
 SECTIONS = ("synthesis", "training", "inference", "distill", "parallel", "onnx", "lm")
@@ -74,9 +74,9 @@ def interleaved(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, fl
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def per_precision(section: str, measure: Callable[[Path, str, int], dict], teacher_dir: Path, reps: int) -> dict:
+def per_precision(section: str, measure: Callable[[Path, str, int], dict], teacher_dir: Path, reps: int, precisions=PRECISIONS) -> dict:
     out = {}
-    for p in PRECISIONS:
+    for p in precisions:
         out[p] = measure(teacher_dir, p, reps)
         print(f"{section} {p}: {out[p]}", flush=True)
     return out
@@ -376,7 +376,8 @@ def run_speed(results: Path, sections: list[str], reps: int, fresh: bool) -> dic
         elif section == "training":
             save(section, per_precision(section, training_at, teacher_dir, reps))
         elif section == "lm":
-            save(section, per_precision(section, lm_at, teacher_dir, reps))
+            native = ("fp32", "bf16") if native_bf16(torch.device("cpu")) else ("fp32",)  # emulated bf16 is not what a run uses
+            save(section, per_precision(section, lm_at, teacher_dir, reps, native))
         elif section == "inference":
             save(section, inference(teacher_dir, reps))
         elif section == "parallel":

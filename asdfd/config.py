@@ -85,7 +85,7 @@ class DistillConfig:
     task_hint: str = option("", "lm-text only: one line on what the task's texts are (e.g. 'movie review'), used as the genre in the prompts")
 
     # the task's data: read only by the data-driven references
-    data: str = option("", "real-kd/finetune only: trec | mr | bbc or a .csv/.jsonl file whose train split is used")
+    data: str = option("", "real-kd/finetune only: trec | mr | bbc or a data file/folder whose train split is used")
     text_column: str = option("text", "real-kd/finetune only: text column of a data file")
     label_column: str = option("label", "real-kd/finetune only: label column of a data file")
 
@@ -147,7 +147,9 @@ class TeacherConfig:
     """Fine-tuning a base encoder into a classifier (the user's side of the story, for demos)."""
 
     base: str = option(
-        "", "base encoder: a folder, minilm (packaged all-MiniLM-L6-v2, the default) or mpnet (all-mpnet-base-v2; needs requirements-mpnet.txt)"
+        "",
+        "base encoder: a folder, a hub name in the Hugging Face cache, minilm (packaged all-MiniLM-L6-v2, the default) "
+        "or mpnet (all-mpnet-base-v2; needs requirements-mpnet.txt)",
     )
     epochs: int = option(4, "training epochs (the best on validation is kept)")
     batch_size: int = option(32, "texts per optimiser step")

@@ -1,4 +1,4 @@
-"""Labelled text datasets: the packaged benchmark stand-ins and user CSV/JSONL files.
+"""Labelled text datasets: the packaged benchmark stand-ins and the user's own files and folders.
 
 Every dataset gets the same fixed split: stratified by label, seeded with ``SPLIT_SEED``,
 70% train / 10% validation / 20% test, after removing exact duplicate texts (so that no text can
@@ -108,60 +108,116 @@ def general_corpus() -> list[str]:
 
 # ---------------------------------------------------------------- user files
 
+FILE_TYPES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")  # and folders written by datasets' save_to_disk
 
-def _read_file(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
+
+def saved_splits(path: str | Path) -> list[str] | None:
+    """The split names of a ``DatasetDict.save_to_disk`` folder; None for anything else."""
+    index = Path(path) / "dataset_dict.json"
+    return json.loads(index.read_text())["splits"] if index.is_file() else None
+
+
+def is_user_data(name_or_path: str | Path) -> bool:
+    """A file or ``save_to_disk`` folder (rather than a packaged dataset's name)."""
+    path = Path(name_or_path)
+    return path.suffix.lower() in FILE_TYPES or path.is_dir()
+
+
+def _read_file(path: Path, text_column: str, label_column: str, split: str | None = None) -> tuple[list[str], list[str]]:
     texts: list[str] = []
     labels: list[str] = []
-    for t, lab in iter_file_chunks(path, text_column, label_column):
+    for t, lab in iter_file_chunks(path, text_column, label_column, split=split):
         texts += t
         labels += lab
     return texts, labels
 
 
-def iter_file_chunks(path: str | Path, text_column: str = "text", label_column: str = "label", chunk: int = 4096):
-    """A CSV/JSONL file as (texts, labels) chunks of ``chunk`` rows, read lazily: memory stays
-    bounded however long the file is. Header, column and encoding problems raise ``UserError``."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"data file '{path}' does not exist; pass an existing .csv/.jsonl file or one of {sorted(BUILTIN)}")
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".jsonl", ".json"):
-        raise UserError(f"data file '{path}' has unsupported extension '{suffix}'; use .csv or .jsonl")
-
-    def rows(fh):
-        if suffix == ".csv":
-            yield from csv.DictReader(fh)
+def _text_rows(path: Path, suffix: str, chunk: int):
+    """CSV/TSV/JSONL rows as dicts, ``chunk`` at a time."""
+    with open(path, encoding="utf-8", newline="") as fh:
+        if suffix in (".csv", ".tsv"):
+            rows = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
         else:
-            for line in fh:
-                if line.strip():
-                    yield json.loads(line)
+            rows = (json.loads(line) for line in fh if line.strip())
+        batch = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) == chunk:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
-    texts: list[str] = []
-    labels: list[str] = []
+
+def _check_columns(path: Path, names: list, text_column: str, label_column: str) -> None:
+    for col, flag in ((text_column, "--text-column"), (label_column, "--label-column")):
+        if col not in names:
+            raise UserError(f"data '{path}' has no column '{col}' (columns: {', '.join(map(str, names))}); pass {flag}")
+
+
+def _table_rows(path: Path, split: str | None, text_column: str, label_column: str, chunk: int):
+    """Parquet files (pyarrow) and ``save_to_disk`` folders (datasets, memory-mapped) as dicts, ``chunk`` rows at a time."""
+    columns = [text_column, label_column]
+    if path.is_dir():
+        import datasets
+
+        data = datasets.load_from_disk(str(path))
+        splits = saved_splits(path)
+        if splits is not None:
+            if split not in splits:
+                raise UserError(f"'{path}' holds the splits {', '.join(splits)}; pass --split with one of them")
+            data = data[split]
+        _check_columns(path, data.column_names, text_column, label_column)
+        # class ids of a ClassLabel column read as their names
+        names = {c: data.features[c].int2str for c in columns if hasattr(data.features[c], "int2str")}
+        batches = data.select_columns(columns).iter(batch_size=chunk)
+    else:
+        import pyarrow.parquet as pq
+
+        table = pq.ParquetFile(path)
+        _check_columns(path, table.schema_arrow.names, text_column, label_column)
+        names = {}
+        batches = (b.to_pydict() for b in table.iter_batches(chunk, columns=columns))
+    for batch in batches:
+        for col, int2str in names.items():
+            batch[col] = [None if v is None else int2str(v) for v in batch[col]]
+        yield [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
+
+
+def iter_file_chunks(path: str | Path, text_column: str = "text", label_column: str = "label", chunk: int = 4096, split: str | None = None):
+    """A CSV/TSV/JSONL/Parquet file or ``save_to_disk`` folder (of a ``DatasetDict``: its ``split``)
+    as (texts, labels) chunks of ``chunk`` rows, read lazily: memory stays bounded however long the
+    file is. Header, column, label and encoding problems raise ``UserError``."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.exists():
+        raise UserError(
+            f"data '{path}' does not exist; pass an existing {'/'.join(FILE_TYPES)} file, a save_to_disk folder or one of {sorted(BUILTIN)}"
+        )
+    if not path.is_dir() and suffix not in FILE_TYPES:
+        raise UserError(f"data file '{path}' has unsupported extension '{suffix}'; use one of {', '.join(FILE_TYPES)} or a save_to_disk folder")
+    if path.is_dir() and not (path / "dataset_info.json").is_file() and saved_splits(path) is None:
+        raise UserError(f"'{path}' is a folder but not one written by datasets' save_to_disk; pass a data file or such a folder")
+    tabular = path.is_dir() or suffix == ".parquet"
     n = 0
     try:
-        with open(path, encoding="utf-8", newline="") as fh:
-            for row in rows(fh):
-                if n == 0:
-                    for col, flag in ((text_column, "--text-column"), (label_column, "--label-column")):
-                        if col not in row:
-                            raise UserError(f"data file '{path}' has no column '{col}' (columns: {', '.join(map(str, row))}); pass {flag}")
-                n += 1
+        for rows in _table_rows(path, split, text_column, label_column, chunk) if tabular else _text_rows(path, suffix, chunk):
+            if n == 0:
+                _check_columns(path, list(rows[0]), text_column, label_column)
+            texts, labels = [], []
+            for i, row in enumerate(rows, start=n + 1):
                 if row.get(label_column) in (None, ""):
-                    raise UserError(f"data file '{path}' row {n} has no label in column '{label_column}'; fill or drop the unlabelled rows")
+                    raise UserError(f"data '{path}' row {i} has no label in column '{label_column}'; fill or drop the unlabelled rows")
                 texts.append("" if row.get(text_column) is None else str(row[text_column]))
                 labels.append(str(row[label_column]))
-                if len(texts) == chunk:
-                    yield texts, labels
-                    texts, labels = [], []
+            n += len(rows)
+            yield texts, labels
     except UnicodeDecodeError as e:
         raise UserError(f"data file '{path}' is not valid UTF-8 ({e.reason} at byte {e.start}); re-save it as UTF-8") from None
     except json.JSONDecodeError as e:
         raise UserError(f"data file '{path}' has a line that is not JSON ({e.msg}); write one JSON object per line") from None
     if n == 0:
-        raise UserError(f"data file '{path}' has no rows; give it a header and at least one labelled row")
-    if texts:
-        yield texts, labels
+        raise UserError(f"data '{path}' has no rows; give it a header and at least one labelled row")
 
 
 # ---------------------------------------------------------------- splits
@@ -202,8 +258,9 @@ def load_dataset(
     label_column: str = "label",
     max_length: int | None = None,
 ) -> Dataset:
-    """Load one split of a packaged dataset (``trec``, ``mr``, ``bbc``) or of a CSV/JSONL file."""
-    if split not in SPLITS:
+    """Load one split of a packaged dataset (``trec``, ``mr``, ``bbc``), of a user's file (the fixed
+    cut), or of a ``DatasetDict.save_to_disk`` folder (its own split of that name)."""
+    if split not in SPLITS and saved_splits(name_or_path) is None:
         raise UserError(f"unknown split '{split}'; choose one of {', '.join(SPLITS)}")
     if name_or_path in BUILTIN:
         loader, default_len = BUILTIN[name_or_path]
@@ -211,17 +268,19 @@ def load_dataset(
         name = name_or_path
     else:
         path = Path(name_or_path)
-        if path.suffix.lower() not in (".csv", ".jsonl", ".json") and not path.exists():
-            raise UserError(f"unknown dataset '{name_or_path}'; use one of {sorted(BUILTIN)} or a path to a .csv/.jsonl file")
-        texts, labels = _read_file(path, text_column, label_column)
+        if not is_user_data(path):
+            raise UserError(f"unknown dataset '{name_or_path}'; use one of {sorted(BUILTIN)}, a {'/'.join(FILE_TYPES)} file or a save_to_disk folder")
         name, default_len = path.name, 128
+        if saved_splits(path) is not None:  # the user's own splits, used as they are
+            texts, labels = _read_file(path, text_column, label_column, split)
+            return Dataset(f"{name}", split, *_dedupe(texts, labels), max_length or default_len)
+        texts, labels = _read_file(path, text_column, label_column)
     texts, labels = _dedupe(texts, labels)
     if split != "all":
         idx = split_indices(labels)[split]
         if not len(idx):
-            raise UserError(
-                f"the {split} split of '{name}' is empty ({len(texts)} rows, cut {SPLIT_FRACTIONS} per label); use a larger file or --split all"
-            )
+            cut = "/".join(f"{f:.0%}" for f in SPLIT_FRACTIONS.values())
+            raise UserError(f"the {split} split of '{name}' is empty ({len(texts)} rows, cut {cut} per label); use a larger file or --split all")
         texts = [texts[i] for i in idx]
         labels = [labels[i] for i in idx]
     return Dataset(name, split, texts, labels, max_length or default_len)

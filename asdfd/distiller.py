@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from . import parallel, runtime, synthesizers
+from .assets import model_folder
 from .card import CARD_NAME, model_card, weights_sha256
 from .checkpoint import CHECKPOINT, Interrupted, load_checkpoint, partial_dir, rng_state, save_checkpoint, set_rng_state
 from .config import DistillConfig, save_config
@@ -74,7 +75,7 @@ class Distiller:
             runtime.QUIET = True
         t0 = time.perf_counter()
         self.teacher_dir = str(teacher_dir)
-        self.teacher_sha256 = weights_sha256(teacher_dir)
+        self.teacher_sha256 = weights_sha256(model_folder(teacher_dir))  # a hub name: its cached snapshot
         if teacher is None:
             teacher = load_teacher(teacher_dir, cfg.allow_pickle)
         self.teacher = teacher.eval().requires_grad_(False).to(self.device)
@@ -218,7 +219,7 @@ def preflight(output: str | Path | None, cfg: DistillConfig, overwrite: bool, re
     """The checks on the output folder and checkpoint that fail a run before any work (nothing is
     changed); the CLI runs them before launching a data-parallel run too."""
     if output is not None and teacher_dir is not None:
-        out, teacher = Path(output).resolve(), Path(teacher_dir).resolve()
+        out, teacher = Path(output).resolve(), model_folder(teacher_dir).resolve()
         if out == teacher or teacher in out.parents or out in teacher.parents:
             where = "is" if out == teacher else "is inside" if teacher in out.parents else "contains"
             raise UserError(f"--output '{output}' {where} the teacher folder '{teacher_dir}', which a run never writes to; pass another --output")

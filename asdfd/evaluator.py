@@ -108,7 +108,7 @@ def _results(model, name: str, split: str, gold, preds, t_preds, counts: dict[st
 
 
 def evaluate_stream(model: PreTrainedModel, tokenizer, path: str | Path, text_column: str, label_column: str, max_length: int, teacher=None) -> dict:
-    """Evaluate on a whole CSV/JSONL file read in chunks: memory does not grow with the file
+    """Evaluate on a whole data file (or save_to_disk folder) read in chunks: memory does not grow with the file
     (beyond one small integer per row for the predictions)."""
     gold, preds, t_preds = [], [], []
     counts = {"empty": 0, "truncated": 0}
@@ -142,7 +142,7 @@ def evaluate(
     max_length: int = 128,
 ) -> dict:
     """Load ``model_dir`` (and optionally a teacher) and evaluate it on ``data``: a loaded split,
-    or the path of a CSV/JSONL file to stream whole (the ``all`` split, read in chunks)."""
+    or the path of a data file or folder to stream whole (the ``all`` split, read in chunks)."""
     set_threads()
     dev = resolve_device(device)
     if is_onnx(model_dir):  # an asdfd export, run by onnxruntime on CPU

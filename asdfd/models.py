@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
+from .assets import model_folder
 from .errors import UserError
 
 _LAYER_RE = re.compile(r"(\.layer\.)(\d+)(\.)")
@@ -24,7 +25,7 @@ PICKLED_WEIGHTS = "pytorch_model.bin"
 
 
 def _check_model_dir(path: str | Path, allow_pickle: bool = False) -> Path:
-    p = Path(path)
+    p = model_folder(path)
     if not p.is_dir():
         raise UserError(f"model directory '{p}' does not exist; pass the folder written by save_pretrained")
     if not (p / "config.json").is_file():
@@ -77,7 +78,7 @@ def load_classifier(path: str | Path, *, require_head: bool = True, allow_pickle
 
 
 def load_tokenizer(path: str | Path):
-    return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
+    return AutoTokenizer.from_pretrained(str(model_folder(path)), trust_remote_code=False)
 
 
 def load_teacher(path: str | Path, allow_pickle: bool = False) -> PreTrainedModel:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from transformers import AutoConfig, PreTrainedModel
 
+from .assets import model_folder
 from .errors import UserError
 from .models import load_classifier, load_tokenizer
 from .runtime import atomic_dir, check_output_dir, set_threads
@@ -94,8 +95,9 @@ def export_onnx(model_dir: str | Path, output: str | Path | None = None, quantiz
     if quantize not in (None, "int8"):
         raise UserError(f"--quantize '{quantize}' is not supported; pass --quantize int8 or leave it out")
     set_threads()
-    model_dir = Path(model_dir)
-    out = check_output_dir(output or model_dir.with_name(model_dir.name + "-onnx"), overwrite)
+    given = Path(model_dir)
+    beside = given.with_name(given.name + "-onnx") if model_folder(model_dir) == given else Path(given.name + "-onnx")  # a hub name: here
+    out = check_output_dir(output or beside, overwrite)
     model = load_classifier(model_dir).eval().float()
     tokenizer = load_tokenizer(model_dir)
     positions = int(getattr(model.config, "max_position_embeddings", 514)) - 2  # RoBERTa-style offsets need 2 spare

@@ -25,7 +25,7 @@ class RealKD(Synthesizer):
     @classmethod
     def check(cls, cfg) -> None:
         if not cfg.data:
-            raise UserError(f"method '{cfg.method}' distils on real text; pass --data trec|mr|bbc or a .csv/.jsonl file")
+            raise UserError(f"method '{cfg.method}' distils on real text; pass --data trec|mr|bbc or a data file")
         if cfg.mix > 0:
             raise UserError(f"method '{cfg.method}' trains on real text only; mix applies to pseudo samples, pass 0")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 
 import torch
@@ -62,19 +61,6 @@ def packaged_lm(cache_dir: str | Path | None = None) -> Path:
     return target
 
 
-def int8_linear(model: torch.nn.Module) -> torch.nn.Module:
-    """The model with int8 linear layers (per-channel weights, activations quantised on the fly).
-
-    On a CPU this writes about 1.6x faster than fp32 (``python -m bench --speed --sections lm``, which
-    also reports the next-token agreement with fp32); the packaged weights were 4-bit to begin with.
-    """
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    with warnings.catch_warnings():  # torch points eager-mode quantisation to torchao, whose int8 CPU path is slower
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, inplace=False)
-
-
 class FirstLineDone(StoppingCriteria):
     """Per-sequence stop once a line of text has ended: only the first line is kept (``lm_text.clean``),
     so the rest need not be written. Leading blank lines do not count."""
@@ -92,7 +78,7 @@ class FirstLineDone(StoppingCriteria):
 class TextWriter:
     """A causal LM that continues prompts, in batches, with its key-value cache (``generate``)."""
 
-    def __init__(self, folder: str | Path, device: torch.device, precision: str, int8: bool | None = None):
+    def __init__(self, folder: str | Path, device: torch.device, precision: str):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.folder = Path(folder)
@@ -102,11 +88,8 @@ class TextWriter:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(self.folder, use_safetensors=True, trust_remote_code=False).to(device).eval()
         self.model.requires_grad_(False)
-        self.int8 = device.type == "cpu" if int8 is None else int8
-        if self.int8:
-            self.model = int8_linear(self.model)
         self.newline = [i for t, i in self.tokenizer.get_vocab().items() if "\n" in self.tokenizer.convert_tokens_to_string([t])]
-        self.autocast = lambda: autocast(device, "fp32" if self.int8 else precision)  # int8 layers take fp32 activations
+        self.autocast = lambda: autocast(device, precision)
         self.device = device
         provenance = self.folder / PROVENANCE
         self.card = json.loads(provenance.read_text()) if provenance.is_file() else {"name": str(self.folder)}

@@ -40,10 +40,8 @@ from asdfd.config import DistillConfig
 from asdfd.data import load_dataset
 from asdfd.demo import cached_teacher
 from asdfd.distiller import REPORT_NAME, Distiller
-from asdfd.language_model import TextWriter, packaged_lm
 from asdfd.models import build_student, load_classifier, load_teacher, load_tokenizer, resolve_student_layers
 from asdfd.runtime import atomic_write_text, autocast, native_bf16, set_threads
-from asdfd.synthesizers.lm_text import EXTRA_TOKENS
 
 SECTIONS = ("synthesis", "training", "inference", "distill", "parallel", "onnx", "lm")
 PRECISIONS = ("fp32", "bf16")
@@ -119,48 +117,22 @@ def synthesis_at(teacher_dir: Path, precision: str, reps: int) -> dict:
 
 
 def lm_at(teacher_dir: Path, precision: str, reps: int) -> dict:
-    """One crafted batch of lm-text against one of AS-DFD (the student as it starts), the language
-    model's share of it (writing the texts), and the writer's int8 linear layers against fp32 ones:
-    time, and agreement of the next-token distributions on fp32-written texts."""
+    """One crafted batch of lm-text against one of AS-DFD (the student as it starts), and the
+    language model's share of it: writing the batch's texts."""
     runs = {m: Distiller(teacher_dir, DistillConfig(method=m, precision=precision)) for m in ("as-dfd", "lm-text")}
     n = runs["as-dfd"].cfg.batch_size
     synth = runs["lm-text"].synth
-    writers = {"int8": synth.writer, "fp32": TextWriter(packaged_lm(), synth.device, precision, int8=False)}
     instructions = synth.instructions(torch.arange(n) % synth.num_labels)
-    new_tokens = synth.cfg.max_len + EXTRA_TOKENS
     fns = {m: (lambda d=d: d.synth.craft(n, d.student.eval())) for m, d in runs.items()}
-    fns |= {f"write_{k}": (lambda w=w: w.write(instructions, new_tokens)) for k, w in writers.items()}
-    t = interleaved(fns, reps)
+    t = interleaved({**fns, "write": lambda: synth.writer.write(instructions, synth.cfg.max_len)}, reps)
     return {
         "batch": n,
         "as_dfd_craft_s": round(t["as-dfd"], 3),
         "lm_text_craft_s": round(t["lm-text"], 3),
         "ratio": round(t["lm-text"] / t["as-dfd"], 2),
-        "lm_write_s": round(t["write_int8"], 3),
-        "lm_share": round(t["write_int8"] / t["lm-text"], 3),
-        "lm_write_fp32_s": round(t["write_fp32"], 3),
-        "int8_speedup": round(t["write_fp32"] / t["write_int8"], 2),
-        **int8_agreement(writers, instructions, new_tokens),
+        "lm_write_s": round(t["write"], 3),
+        "lm_share": round(t["write"] / t["lm-text"], 3),
     }
-
-
-@torch.inference_mode()
-def int8_agreement(writers: dict, instructions: list[str], new_tokens: int) -> dict:
-    """KL(fp32 || int8) and top-1 agreement of the next-token distributions over texts the fp32 model wrote."""
-    fp32 = writers["fp32"]
-    enc = fp32.tokenizer([fp32.prompt(i) for i in instructions], return_tensors="pt", padding=True, add_special_tokens=False)
-    start = enc["input_ids"].shape[1]
-    torch.manual_seed(0)
-    ids = fp32.model.generate(**enc, max_new_tokens=new_tokens, do_sample=True, top_p=0.95, temperature=0.9, pad_token_id=fp32.tokenizer.pad_token_id)
-    attn = torch.cat([enc["attention_mask"], (ids[:, start:] != fp32.tokenizer.pad_token_id).long()], 1)
-    written = attn[:, start - 1 : -1].bool()  # positions that predict a written token
-    logp = {}
-    for k, w in writers.items():
-        logits = w.model(input_ids=ids, attention_mask=attn).logits[:, start - 1 : -1].float()
-        logp[k] = F.log_softmax(logits, -1)[written]
-    kl = (logp["fp32"].exp() * (logp["fp32"] - logp["int8"])).sum(-1)
-    agree = (logp["fp32"].argmax(-1) == logp["int8"].argmax(-1)).float().mean()
-    return {"int8_kl_nats": round(float(kl.mean()), 4), "int8_top1_agreement": round(float(agree), 4)}
 
 
 def training_at(teacher_dir: Path, precision: str, reps: int) -> dict:
@@ -405,17 +377,11 @@ def speed_table(data: dict) -> str:
             f"\nFloor: {r['teacher_passes']} teacher forward+backward passes w.r.t. the inputs{start}, batch {r['batch']} x {r['tokens']} tokens."
         )
     if "lm" in data:
-        lines += ["", "## lm-text against AS-DFD: one crafted batch", ""]
-        lines += ["| precision | AS-DFD s | lm-text s | ratio | LM writing s (share) | LM fp32 s | int8 speed-up | KL fp32‖int8 nats | top-1 agree |"]
-        lines.append("|---|---|---|---|---|---|---|---|---|")
+        lines += ["", "## lm-text against AS-DFD: one crafted batch", "", "| precision | AS-DFD s | lm-text s | ratio | LM writing s (share) |"]
+        lines.append("|---|---|---|---|---|")
         for p, r in data["lm"].items():
-            if "lm_write_s" not in r:  # measured before the LM's own timings were added
-                lines.append(f"| {p} | {r['as_dfd_craft_s']:.2f} | {r['lm_text_craft_s']:.2f} | {r['ratio']:.2f} | | | | | |")
-                continue
-            lines.append(
-                f"| {p} | {r['as_dfd_craft_s']:.2f} | {r['lm_text_craft_s']:.2f} | {r['ratio']:.2f} | {r['lm_write_s']:.2f} ({r['lm_share']:.0%}) | "
-                f"{r['lm_write_fp32_s']:.2f} | {r['int8_speedup']:.2f} | {r['int8_kl_nats']:.3f} | {r['int8_top1_agreement']:.1%} |"
-            )
+            write = f"{r['lm_write_s']:.2f} ({r['lm_share']:.0%})" if "lm_write_s" in r else ""  # not measured before
+            lines.append(f"| {p} | {r['as_dfd_craft_s']:.2f} | {r['lm_text_craft_s']:.2f} | {r['ratio']:.2f} | {write} |")
     if "training" in data:
         lines += ["", "## Training steps", "", "| precision | teacher fine-tuning step s | student distillation step s | ratio |"]
         lines.append("|---|---|---|---|")

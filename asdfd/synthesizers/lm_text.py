@@ -4,7 +4,8 @@ The packaged SmolLM2-135M-Instruct (``asdfd.language_model``) is asked, for a ba
 teacher's classes, to "Write one {genre} about {label name}." (``id2label``); a label without words
 (``LABEL_0``, ``3``) gives "Write one {genre}." The genre is the user's one-line ``task_hint``
 ("movie review") or, without one, drawn from a fixed list of everyday genres. The texts go through
-the teacher's own tokenizer, cut to ``max_len`` word pieces like every pseudo sample, and the
+the teacher's own tokenizer, cut to ``max_len`` word pieces like every pseudo sample (the LM writes
+at most ``max_len`` tokens of its own and stops at the end of the first line, all that is kept), and the
 teacher labels them with its soft outputs: the prompt's class only steers what gets written.
 Nothing of the task is read but the teacher and its label names (and the hint, when given).
 """
@@ -23,7 +24,6 @@ from .text_bank import TextBank
 
 GENRES = ("question", "news headline", "short review", "sentence", "short comment", "statement")
 WORDLESS = re.compile(r"(label|class)?[\s_-]*\d+", re.IGNORECASE)  # LABEL_0, class 3, 7
-EXTRA_TOKENS = 8  # language-model tokens written beyond max_len (word pieces and BPE tokens differ)
 
 
 def label_names(id2label: dict) -> list[str | None]:
@@ -68,7 +68,7 @@ class LMText(Synthesizer):
 
     def craft(self, n: int, student: PreTrainedModel) -> PseudoBatch:
         targets = torch.randperm(n, generator=self.generator) % self.num_labels
-        texts = [clean(t) for t in self.writer.write(self.instructions(targets), self.cfg.max_len + EXTRA_TOKENS)]
+        texts = [clean(t) for t in self.writer.write(self.instructions(targets), self.cfg.max_len)]
         if len(self.examples) < 8:
             self.examples += texts[: 8 - len(self.examples)]
         ids, attn, slot = TextBank(self.space, texts, self.frame_width).frame(torch.arange(n), self.frame_width)

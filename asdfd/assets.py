@@ -35,22 +35,28 @@ def package_dir(name: str) -> Path:
 HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")  # "org/model" or "model"; never an absolute or ./ path
 
 
-def model_folder(name_or_path: str | Path) -> Path:
-    """A model's folder: the path itself when it exists, else a hub name's snapshot in the local
-    Hugging Face cache (``HF_HOME`` / ``HF_HUB_CACHE``, as transformers finds it). The folder is then
-    checked like any other (safetensors, no remote code)."""
-    path = Path(name_or_path)
-    if path.exists() or not HUB_NAME.fullmatch(str(name_or_path)):
-        return path
+def hub_snapshot(name: str, repo_type: str = "model", instead: str = "the folder written by save_pretrained") -> Path:
+    """A hub repository's snapshot in the local Hugging Face cache (``HF_HOME`` / ``HF_HUB_CACHE``, as
+    transformers and datasets find it); nothing is downloaded."""
     from huggingface_hub import constants, snapshot_download
 
     try:
-        return Path(snapshot_download(str(name_or_path), local_files_only=True, cache_dir=constants.HF_HUB_CACHE))
+        return Path(snapshot_download(name, repo_type=repo_type, local_files_only=True, cache_dir=constants.HF_HUB_CACHE))
     except Exception:  # not cached (LocalEntryNotFoundError), or a name the hub would refuse
+        fetch = f"hf download {'--repo-type dataset ' if repo_type == 'dataset' else ''}{name}"
         raise UserError(
-            f"model '{name_or_path}' does not exist as a folder or in the Hugging Face cache ({constants.HF_HUB_CACHE}); "
-            f"pass the folder written by save_pretrained, or download the hub model first: hf download {name_or_path}"
+            f"{repo_type} '{name}' does not exist as a folder or in the Hugging Face cache ({constants.HF_HUB_CACHE}); "
+            f"pass {instead}, or download it first: {fetch}"
         ) from None
+
+
+def model_folder(name_or_path: str | Path) -> Path:
+    """A model's folder: the path itself when it exists, else a hub name's cached snapshot. The folder
+    is then checked like any other (safetensors, no remote code)."""
+    path = Path(name_or_path)
+    if path.exists() or not HUB_NAME.fullmatch(str(name_or_path)):
+        return path
+    return hub_snapshot(str(name_or_path))
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:

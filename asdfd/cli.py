@@ -252,15 +252,15 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         )
         return 0
     if args.command == "evaluate":
-        from .data import BUILTIN, is_user_data, load_dataset, saved_splits
+        from .data import BUILTIN, data_path, load_dataset, own_splits
         from .distiller import REPORT_NAME
         from .evaluator import evaluate
 
         if args.record and not (Path(args.model) / REPORT_NAME).is_file():
             raise UserError(f"--record writes into a student folder made by asdfd distill, and '{args.model}' has no {REPORT_NAME}; drop --record")
-        own_splits = saved_splits(args.data) is not None  # a DatasetDict folder: its test split unless --split says
-        split = args.split or ("test" if args.data in BUILTIN or own_splits else "all")  # a file the user hands over is meant whole
-        if split == "all" and is_user_data(args.data) and not own_splits:
+        splits = own_splits(args.data)  # a folder or hub dataset with splits of its own: its test split unless --split says
+        split = args.split or ("test" if args.data in BUILTIN or splits else "all")  # a file the user hands over is meant whole
+        if split == "all" and data_path(args.data) is not None and not splits:
             data = args.data  # a whole file: streamed in chunks, however large
         else:
             data = load_dataset(args.data, split, args.text_column, args.label_column, args.max_length)

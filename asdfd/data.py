@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bz2
 import csv
+import functools
 import io
 import json
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .assets import package_dir
+from .assets import HUB_NAME, hub_snapshot, package_dir
 from .errors import UserError
 
 SPLIT_SEED = 0
@@ -108,19 +109,43 @@ def general_corpus() -> list[str]:
 
 # ---------------------------------------------------------------- user files
 
-FILE_TYPES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")  # and folders written by datasets' save_to_disk
+FILE_TYPES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")  # and folders: save_to_disk, or of data files
 
 
-def saved_splits(path: str | Path) -> list[str] | None:
-    """The split names of a ``DatasetDict.save_to_disk`` folder; None for anything else."""
-    index = Path(path) / "dataset_dict.json"
-    return json.loads(index.read_text())["splits"] if index.is_file() else None
-
-
-def is_user_data(name_or_path: str | Path) -> bool:
-    """A file or ``save_to_disk`` folder (rather than a packaged dataset's name)."""
+def data_path(name_or_path: str | Path) -> Path | None:
+    """A user's data: the file or folder itself, or a hub dataset's snapshot in the local Hugging Face
+    cache; None for a name that is neither (a packaged dataset's, or a typo)."""
     path = Path(name_or_path)
-    return path.suffix.lower() in FILE_TYPES or path.is_dir()
+    if path.exists() or path.suffix.lower() in FILE_TYPES:
+        return path
+    if str(name_or_path) in BUILTIN or not HUB_NAME.fullmatch(str(name_or_path)):
+        return None
+    return hub_snapshot(str(name_or_path), "dataset", f"one of {', '.join(sorted(BUILTIN))}, a data file or a folder")
+
+
+@functools.lru_cache(maxsize=4)
+def _open_folder(path: Path):
+    """A folder as a ``datasets`` Dataset or DatasetDict: written by ``save_to_disk``, or holding data
+    files (a hub dataset's snapshot, a folder of Parquet/CSV/JSON files; splits from the file names)."""
+    import datasets
+
+    if (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file():
+        return datasets.load_from_disk(str(path))
+    try:
+        return datasets.load_dataset(str(path))
+    except Exception as e:  # no data files, or files datasets cannot read
+        raise UserError(
+            f"'{path}' is neither a save_to_disk folder nor a folder of data files datasets can read ({type(e).__name__}); pass a data file"
+        ) from None
+
+
+def own_splits(name_or_path: str | Path) -> list[str] | None:
+    """The split names a folder or hub dataset comes with (a DatasetDict's); None for a file."""
+    path = data_path(name_or_path)
+    if path is None or not path.is_dir():
+        return None
+    data = _open_folder(path.resolve())
+    return list(data.keys()) if hasattr(data, "keys") else None
 
 
 def _read_file(path: Path, text_column: str, label_column: str, split: str | None = None) -> tuple[list[str], list[str]]:
@@ -159,10 +184,8 @@ def _table_rows(path: Path, split: str | None, text_column: str, label_column: s
     """Parquet files (pyarrow) and ``save_to_disk`` folders (datasets, memory-mapped) as dicts, ``chunk`` rows at a time."""
     columns = [text_column, label_column]
     if path.is_dir():
-        import datasets
-
-        data = datasets.load_from_disk(str(path))
-        splits = saved_splits(path)
+        data = _open_folder(path.resolve())
+        splits = own_splits(path)
         if splits is not None:
             if split not in splits:
                 raise UserError(f"'{path}' holds the splits {', '.join(splits)}; pass --split with one of them")
@@ -188,7 +211,7 @@ def iter_file_chunks(path: str | Path, text_column: str = "text", label_column: 
     """A CSV/TSV/JSONL/Parquet file or ``save_to_disk`` folder (of a ``DatasetDict``: its ``split``)
     as (texts, labels) chunks of ``chunk`` rows, read lazily: memory stays bounded however long the
     file is. Header, column, label and encoding problems raise ``UserError``."""
-    path = Path(path)
+    path = data_path(path) or Path(path)
     suffix = path.suffix.lower()
     if not path.exists():
         raise UserError(
@@ -196,8 +219,6 @@ def iter_file_chunks(path: str | Path, text_column: str = "text", label_column: 
         )
     if not path.is_dir() and suffix not in FILE_TYPES:
         raise UserError(f"data file '{path}' has unsupported extension '{suffix}'; use one of {', '.join(FILE_TYPES)} or a save_to_disk folder")
-    if path.is_dir() and not (path / "dataset_info.json").is_file() and saved_splits(path) is None:
-        raise UserError(f"'{path}' is a folder but not one written by datasets' save_to_disk; pass a data file or such a folder")
     tabular = path.is_dir() or suffix == ".parquet"
     n = 0
     try:
@@ -260,21 +281,24 @@ def load_dataset(
 ) -> Dataset:
     """Load one split of a packaged dataset (``trec``, ``mr``, ``bbc``), of a user's file (the fixed
     cut), or of a ``DatasetDict.save_to_disk`` folder (its own split of that name)."""
-    if split not in SPLITS and saved_splits(name_or_path) is None:
+    if split not in SPLITS and own_splits(name_or_path) is None:
         raise UserError(f"unknown split '{split}'; choose one of {', '.join(SPLITS)}")
     if name_or_path in BUILTIN:
         loader, default_len = BUILTIN[name_or_path]
         texts, labels = loader()
         name = name_or_path
     else:
-        path = Path(name_or_path)
-        if not is_user_data(path):
-            raise UserError(f"unknown dataset '{name_or_path}'; use one of {sorted(BUILTIN)}, a {'/'.join(FILE_TYPES)} file or a save_to_disk folder")
-        name, default_len = path.name, 128
-        if saved_splits(path) is not None:  # the user's own splits, used as they are
+        path = data_path(name_or_path)
+        if path is None:
+            raise UserError(
+                f"unknown dataset '{name_or_path}'; use one of {sorted(BUILTIN)}, a {'/'.join(FILE_TYPES)} file, a folder or a cached hub dataset"
+            )
+        name, default_len = str(name_or_path), 128
+        if own_splits(path) is not None:  # the user's own splits, used as they are
             texts, labels = _read_file(path, text_column, label_column, split)
             return Dataset(f"{name}", split, *_dedupe(texts, labels), max_length or default_len)
         texts, labels = _read_file(path, text_column, label_column)
+        name = path.name
     texts, labels = _dedupe(texts, labels)
     if split != "all":
         idx = split_indices(labels)[split]

@@ -1,4 +1,5 @@
-"""Models and data where users keep them: hub names in the Hugging Face cache (no network)."""
+"""Models and data where users keep them: hub names in the Hugging Face cache (no network), and the
+data formats people keep (TSV, Parquet, save_to_disk folders, folders of data files)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,17 @@ import shutil
 import pytest
 
 from asdfd.cli import main
+from asdfd.data import data_path
 
 from .test_cli import _distill_args
 
 
-def _hub_cache(tmp_path, monkeypatch, name: str, folder) -> str:
+def _hub_cache(tmp_path, monkeypatch, name: str, folder, kind: str = "models") -> str:
     """``folder`` placed in a temporary Hugging Face hub cache under ``name``, in the hub's own layout."""
     from huggingface_hub import constants
 
     cache = tmp_path / "hf-hub"
-    repo = cache / f"models--{name.replace('/', '--')}"
+    repo = cache / f"{kind}--{name.replace('/', '--')}"
     revision = "0123456789abcdef0123456789abcdef01234567"
     shutil.copytree(folder, repo / "snapshots" / revision)
     (repo / "refs").mkdir(parents=True)
@@ -84,6 +86,12 @@ def _write(kind: str, folder) -> str:
         path = folder / "saved"
         features = datasets.Features({"body": datasets.Value("string"), "y": datasets.ClassLabel(names=["neg", "neu", "pos"])})
         datasets.Dataset.from_list(rows, features=features).save_to_disk(str(path))
+    elif kind == "files":  # a folder of data files, splits named by the files (as a hub dataset's repository)
+        path = folder / "files"
+        path.mkdir()
+        ds = datasets.Dataset.from_list(rows)
+        ds.select(range(20)).to_csv(str(path / "train.csv"), index=False)
+        ds.select(range(20, 30)).to_csv(str(path / "test.csv"), index=False)
     else:  # a DatasetDict: the user's own splits
         path = folder / "saved-dict"
         ds = datasets.Dataset.from_list(rows)
@@ -91,7 +99,7 @@ def _write(kind: str, folder) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("kind", ["tsv", "parquet", "saved", "saved-dict"])
+@pytest.mark.parametrize("kind", ["tsv", "parquet", "saved", "saved-dict", "files"])
 def test_data_in_the_formats_people_keep_it(kind, tiny_teacher_dir, tmp_path, capsys):
     from asdfd.data import iter_file_chunks, load_dataset
 
@@ -99,15 +107,26 @@ def test_data_in_the_formats_people_keep_it(kind, tiny_teacher_dir, tmp_path, ca
     cols = ["--text-column", "body", "--label-column", "y"]
     assert main(["evaluate", "--model", str(tiny_teacher_dir), "--data", data, *cols, "--json", "--quiet"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert res["n"] == (10 if kind == "saved-dict" else 30)  # a DatasetDict: its test split; else every row
-    split = "train" if kind == "saved-dict" else None
-    chunks = list(iter_file_chunks(data, "body", "y", chunk=7, split=split))
-    assert [len(t) for t, _ in chunks] == ([7, 7, 6] if kind == "saved-dict" else [7, 7, 7, 7, 2])  # read lazily, in chunks
+    own = kind in ("saved-dict", "files")
+    assert res["n"] == (10 if own else 30)  # splits of its own: the test split; else every row
+    chunks = list(iter_file_chunks(data, "body", "y", chunk=7, split="train" if own else None))
+    assert [len(t) for t, _ in chunks] == ([7, 7, 6] if own else [7, 7, 7, 7, 2])  # read lazily, in chunks
     texts = [t for c, _ in chunks for t in c]
     labels = [lab for _, c in chunks for lab in c]
     assert texts[:2] == ["words number 0 here", "words number 1 here"] and labels[:3] == ["neg", "neu", "pos"]
     train = load_dataset(data, "train", "body", "y")
-    assert len(train) == (20 if kind == "saved-dict" else 21)  # the user's split, or the fixed 70% cut
+    assert len(train) == (20 if own else 21)  # the user's split, or the fixed 70% cut
+
+
+def test_a_hub_dataset_by_name_from_the_cache(tiny_teacher_dir, tmp_path, monkeypatch, capsys):
+    repo = tmp_path / "repo"
+    shutil.copytree(_write("files", tmp_path), repo / "data")  # a hub dataset's repository: data/train.csv, data/test.csv
+    cache = _hub_cache(tmp_path, monkeypatch, "someone/reviews", repo, kind="datasets")
+    monkeypatch.chdir(tmp_path)
+    cols = ["--text-column", "body", "--label-column", "y"]
+    assert main(["evaluate", "--model", str(tiny_teacher_dir), "--data", "someone/reviews", *cols, "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 10
+    assert str(data_path("someone/reviews")).startswith(cache)  # found in the cache, not here
 
 
 def test_bad_tables_and_folders_are_one_line_errors(tiny_teacher_dir, tmp_path, capsys):
@@ -116,7 +135,8 @@ def test_bad_tables_and_folders_are_one_line_errors(tiny_teacher_dir, tmp_path, 
     cases = [
         (["--data", parquet], "has no column 'text' (columns: body, y); pass --text-column"),
         (["--data", saved_dict, "--text-column", "body", "--label-column", "y", "--split", "validation"], "holds the splits train, test"),
-        (["--data", str(tmp_path / "plain")], "not one written by datasets' save_to_disk"),
+        (["--data", str(tmp_path / "plain")], "neither a save_to_disk folder nor a folder of data files"),
+        (["--data", "someone/absent-data"], "dataset 'someone/absent-data' does not exist as a folder or in the Hugging Face cache"),
     ]
     for args, needle in cases:
         capsys.readouterr()

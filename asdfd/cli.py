@@ -228,6 +228,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         splits = [load_dataset(args.data, s, **kw) for s in ("train", "validation", "test")]
         rep = train_teacher(*splits, args.output, cfg, overwrite=args.overwrite)
         print(f"teacher written to {args.output}: validation accuracy {rep['validation_accuracy']:.4f}, test accuracy {rep['test_accuracy']:.4f}")
+        print("rows: " + ", ".join(f"{split} {s['rows']} ({s['selection']})" for split, s in rep["splits"].items()))
         return 0
     if args.command == "distill":
         from .distiller import distill, preflight

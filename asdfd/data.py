@@ -37,6 +37,7 @@ class Dataset:
     texts: list[str]
     labels: list[str]
     max_length: int = 128  # token budget that suits the texts (used for teachers and evaluation)
+    selection: str = "every row"  # which rows of the source this split holds (a teacher's report repeats it)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -280,7 +281,8 @@ def load_dataset(
     max_length: int | None = None,
 ) -> Dataset:
     """Load one split of a packaged dataset (``trec``, ``mr``, ``bbc``), of a user's file (the fixed
-    cut), or of a ``DatasetDict.save_to_disk`` folder (its own split of that name)."""
+    cut), or of data that comes with splits of its own (a DatasetDict, a folder of split files, a
+    hub dataset: its split of that name)."""
     if split not in SPLITS and own_splits(name_or_path) is None:
         raise UserError(f"unknown split '{split}'; choose one of {', '.join(SPLITS)}")
     if name_or_path in BUILTIN:
@@ -296,15 +298,23 @@ def load_dataset(
         name, default_len = str(name_or_path), 128
         if own_splits(path) is not None:  # the user's own splits, used as they are
             texts, labels = _read_file(path, text_column, label_column, split)
-            return Dataset(f"{name}", split, *_dedupe(texts, labels), max_length or default_len)
+            return Dataset(name, split, *_dedupe(texts, labels), max_length or default_len, f"its own {split} split, deduplicated")
         texts, labels = _read_file(path, text_column, label_column)
         name = path.name
     texts, labels = _dedupe(texts, labels)
     if split != "all":
         idx = split_indices(labels)[split]
+        cut = "/".join(f"{f:.0%}" for f in SPLIT_FRACTIONS.values())
         if not len(idx):
-            cut = "/".join(f"{f:.0%}" for f in SPLIT_FRACTIONS.values())
             raise UserError(f"the {split} split of '{name}' is empty ({len(texts)} rows, cut {cut} per label); use a larger file or --split all")
         texts = [texts[i] for i in idx]
         labels = [labels[i] for i in idx]
-    return Dataset(name, split, texts, labels, max_length or default_len)
+        return Dataset(
+            name,
+            split,
+            texts,
+            labels,
+            max_length or default_len,
+            f"the {split} part of a {cut} cut per label of the deduplicated rows, seed {SPLIT_SEED}",
+        )
+    return Dataset(name, split, texts, labels, max_length or default_len, "every row, deduplicated")

@@ -80,6 +80,7 @@ def train_teacher(
         "dataset": train.name,
         "config": cfg.to_dict() | {"max_length": max_length},
         "train_size": len(train),
+        "splits": {d.split: {"rows": len(d), "selection": d.selection} for d in (train, validation, test) if d is not None},
         "history": history,
         "validation_accuracy": best,
         "train_time_s": round(time.perf_counter() - t0, 1),

@@ -129,7 +129,10 @@ def test_train_teacher_from_a_csv(tiny_teacher_dir, tiny_csv, tmp_path, capsys):
         == 0
     )
     assert (out / "model.safetensors").is_file() and (out / "teacher_report.json").is_file()
-    assert "test accuracy" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "test accuracy" in printed and "rows: train 42 (the train part of a 70%/10%/20% cut per label" in printed
+    splits = json.loads((out / "teacher_report.json").read_text())["splits"]
+    assert {k: v["rows"] for k, v in splits.items()} == {"train": 42, "validation": 6, "test": 12}  # which rows went where
 
 
 def _bad_cases(teacher, tmp_path, tiny_csv):

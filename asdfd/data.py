@@ -182,7 +182,7 @@ def _check_columns(path: Path, names: list, text_column: str, label_column: str)
 
 
 def _table_rows(path: Path, split: str | None, text_column: str, label_column: str, chunk: int):
-    """Parquet files (pyarrow) and ``save_to_disk`` folders (datasets, memory-mapped) as dicts, ``chunk`` rows at a time."""
+    """Parquet files (pyarrow) and folders (datasets, memory-mapped) as dicts, ``chunk`` rows at a time."""
     columns = [text_column, label_column]
     if path.is_dir():
         data = _open_folder(path.resolve())
@@ -209,7 +209,7 @@ def _table_rows(path: Path, split: str | None, text_column: str, label_column: s
 
 
 def iter_file_chunks(path: str | Path, text_column: str = "text", label_column: str = "label", chunk: int = 4096, split: str | None = None):
-    """A CSV/TSV/JSONL/Parquet file or ``save_to_disk`` folder (of a ``DatasetDict``: its ``split``)
+    """A CSV/TSV/JSONL/Parquet file, a folder or a cached hub dataset (with splits of its own: its ``split``)
     as (texts, labels) chunks of ``chunk`` rows, read lazily: memory stays bounded however long the
     file is. Header, column, label and encoding problems raise ``UserError``."""
     path = data_path(path) or Path(path)

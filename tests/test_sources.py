@@ -14,6 +14,14 @@ from asdfd.data import data_path
 from .test_cli import _distill_args
 
 
+@pytest.fixture(autouse=True)
+def _datasets_cache(tmp_path, monkeypatch):
+    """datasets' own cache of prepared folders in the test's folder, not the user's."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets-cache")
+
+
 def _hub_cache(tmp_path, monkeypatch, name: str, folder, kind: str = "models") -> str:
     """``folder`` placed in a temporary Hugging Face hub cache under ``name``, in the hub's own layout."""
     from huggingface_hub import constants

@@ -50,7 +50,11 @@ def _config_from_args(cls, args: argparse.Namespace):
 
 
 def _add_data_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="trec | mr | bbc, a .csv/.tsv/.jsonl/.parquet file, or a datasets save_to_disk folder")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="trec | mr | bbc, a .csv/.tsv/.jsonl/.parquet file, a folder (save_to_disk or data files) or a cached hub dataset",
+    )
     p.add_argument("--text-column", default="text", help="text column of a data file (default: text)")
     p.add_argument("--label-column", default="label", help="label column of a data file (default: label)")
 
@@ -84,7 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="accuracy of a classifier on real labelled text")
     p.add_argument("--model", required=True, help="classifier folder or hub name in the Hugging Face cache")
     _add_data_flags(p)
-    p.add_argument("--split", default=None, help="train | validation | test | all (default: a file's every row; a packaged dataset's test split)")
+    p.add_argument(
+        "--split",
+        default=None,
+        help="train | validation | test | all (default: a file's every row; the test split of packaged data or data with splits of its own)",
+    )
     p.add_argument("--teacher", default=None, help="also report agreement with this teacher")
     p.add_argument("--max-length", type=int, default=None, help="token limit per text (default: the dataset's)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")

@@ -53,7 +53,7 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data",
         required=True,
-        help="trec | mr | bbc, a .csv/.tsv/.jsonl/.parquet file, a folder (save_to_disk or data files) or a cached hub dataset",
+        help="trec | mr | bbc, a .csv/.tsv/.jsonl/.parquet file, a folder or a cached hub dataset",
     )
     p.add_argument("--text-column", default="text", help="text column of a data file (default: text)")
     p.add_argument("--label-column", default="label", help="label column of a data file (default: label)")
@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--split",
         default=None,
-        help="train | validation | test | all (default: a file's every row; the test split of packaged data or data with splits of its own)",
+        help="train | validation | test | all (default: a file's every row; else test)",
     )
     p.add_argument("--teacher", default=None, help="also report agreement with this teacher")
     p.add_argument("--max-length", type=int, default=None, help="token limit per text (default: the dataset's)")

@@ -186,10 +186,9 @@ def _table_rows(path: Path, split: str | None, text_column: str, label_column: s
     columns = [text_column, label_column]
     if path.is_dir():
         data = _open_folder(path.resolve())
-        splits = own_splits(path)
-        if splits is not None:
-            if split not in splits:
-                raise UserError(f"'{path}' holds the splits {', '.join(splits)}; pass --split with one of them")
+        if hasattr(data, "keys"):  # a DatasetDict: splits of its own
+            if split not in data:
+                raise UserError(f"'{path}' holds the splits {', '.join(data)}; pass --split with one of them")
             data = data[split]
         _check_columns(path, data.column_names, text_column, label_column)
         # class ids of a ClassLabel column read as their names
@@ -215,11 +214,9 @@ def iter_file_chunks(path: str | Path, text_column: str = "text", label_column: 
     path = data_path(path) or Path(path)
     suffix = path.suffix.lower()
     if not path.exists():
-        raise UserError(
-            f"data '{path}' does not exist; pass an existing {'/'.join(FILE_TYPES)} file, a save_to_disk folder or one of {sorted(BUILTIN)}"
-        )
+        raise UserError(f"data '{path}' does not exist; pass an existing {'/'.join(FILE_TYPES)} file, a folder or one of {sorted(BUILTIN)}")
     if not path.is_dir() and suffix not in FILE_TYPES:
-        raise UserError(f"data file '{path}' has unsupported extension '{suffix}'; use one of {', '.join(FILE_TYPES)} or a save_to_disk folder")
+        raise UserError(f"data file '{path}' has unsupported extension '{suffix}'; use one of {', '.join(FILE_TYPES)} or a folder")
     tabular = path.is_dir() or suffix == ".parquet"
     n = 0
     try:

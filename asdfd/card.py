@@ -73,8 +73,7 @@ def model_card(report: dict, name: str) -> str:
         "",
         f"# {name}",
         "",
-        f"A {len(layers)}-layer student (teacher layers {layers} of {n_teacher}) distilled by "
-        f"asdfd (data-free knowledge distillation) with the `{cfg.get('method')}` method.",
+        f"A {_student_words(report, layers, n_teacher)} distilled by asdfd (data-free knowledge distillation) with the `{cfg.get('method')}` method.",
         "",
         data_line,
         "",
@@ -82,6 +81,7 @@ def model_card(report: dict, name: str) -> str:
         "",
         f"- teacher: `{report.get('teacher')}`",
         f"- teacher weights SHA-256: `{report.get('teacher_sha256', 'unknown')}`",
+        *_student_lines(report.get("student", {})),
         f"- method: `{cfg.get('method')}`; student steps {cfg.get('student_steps')} at batch {cfg.get('batch_size')}; seed {cfg.get('seed')}",
         f"- precision: {cfg.get('precision')}; device: {report.get('device')}",
         f"- wall time: {sum(wall.values()):.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in wall.items())})",
@@ -106,6 +106,43 @@ def model_card(report: dict, name: str) -> str:
     else:
         lines.append("Not evaluated yet: `asdfd evaluate --model THIS_FOLDER --data DATA --record` adds results here.")
     return "\n".join(lines) + "\n"
+
+
+def _student_words(report: dict, layers: list, n_teacher) -> str:
+    s = report.get("student", {})
+    if not s or s.get("kind") == "copied teacher layers":
+        return f"{len(layers)}-layer student (teacher layers {layers} of {n_teacher})"
+    return f"{s['layers']}-layer, {s['hidden_size']}-wide {s['architecture']} student ({s['kind']})"
+
+
+def _student_lines(s: dict) -> list[str]:
+    """Teacher and student architectures, and how the student read the teacher's pseudo samples."""
+    if not s:
+        return []
+    lines = [
+        f"- teacher architecture: {s['teacher_architecture']} ({s['teacher_parameters'] / 1e6:.1f}M parameters); "
+        f"student: {s['architecture']}, {s['layers']} layers x {s['hidden_size']} ({s['parameters'] / 1e6:.1f}M parameters), "
+        f"`--student {s['spec']}`; its layers learned from teacher layers {s['learns_from_teacher_layers']}"
+    ]
+    if "vocabulary" in s:
+        v = s["vocabulary"]
+        shift = f", ids shifted by {v['id_shift']}" if v.get("id_shift") else ""
+        lines.append(
+            f"- vocabulary: {v['shared_word_pieces']} word pieces shared by token string ({v['teacher_coverage']:.1%} of the teacher's{shift}); "
+            "the student reads with its own tokenizer"
+        )
+    if "input_bridge" in s:
+        b = s["input_bridge"]
+        fit = (
+            f"R^2 {b['r2']}, nearest row its own for {b['nearest_row_is_own']:.1%}"
+            if "r2" in b
+            else f"{b['explained_variance']:.1%} of the variance kept"
+        )
+        lines.append(
+            f"- input bridge: {b['kind']} ({fit}); the student's rows for shared word pieces are the mapped teacher rows, "
+            "so it reads token ids as it read the pseudo samples"
+        )
+    return lines
 
 
 def _fmt(x) -> str:

@@ -34,7 +34,7 @@ def _add_config_flags(p: argparse.ArgumentParser, cls, skip: tuple[str, ...] = (
         if f.name in skip:
             continue
         default = f.default
-        kind = str if f.name == "student_layers" else _parse_bool if isinstance(default, bool) else FLAG_TYPES.get(f.name, type(default))
+        kind = str if f.name == "student" else _parse_bool if isinstance(default, bool) else FLAG_TYPES.get(f.name, type(default))
         flag = "--" + f.name.replace("_", "-")
         help_ = f.metadata["help"] + ("" if default in (None, "") else f" (default: {default})")
         p.add_argument(flag, type=kind, default=None, help=help_)
@@ -161,6 +161,8 @@ def _refuse_retired_flags(argv: list[str]) -> None:
             raise retired(f"'--{name.replace('_', '-')}'")
         if arg.startswith("--") and name == "steps":
             raise UserError("--steps was an alias of --student-steps; pass --student-steps")
+        if arg.startswith("--") and name == "student_layers":
+            raise UserError("--student-layers is now --student (it takes the same values, and more); pass --student")
 
 
 def _apply_config_file(parser: argparse.ArgumentParser, argv: list[str]) -> None:
@@ -170,6 +172,16 @@ def _apply_config_file(parser: argparse.ArgumentParser, argv: list[str]) -> None
     known, _ = pre.parse_known_args(argv)
     if known.config and known.command in parser.commands:
         defaults_from_config_file(parser.commands[known.command], known.config, f"asdfd {known.command}")
+
+
+def _student_line(report: dict) -> str:
+    """'3 layers [1, 3, 5]' for copied layers; 'BertForSequenceClassification, 3 layers x 384' otherwise."""
+    s = report.get("student", {})
+    if s.get("kind") == "copied teacher layers":
+        return f"{len(report['student_layers'])} layers {report['student_layers']}"
+    return (
+        f"{s.get('kind')}, {s.get('architecture')}, {s.get('layers')} layers x {s.get('hidden_size')}, {s.get('parameters', 0) / 1e6:.1f}M parameters"
+    )
 
 
 def _print_eval(res: dict) -> None:
@@ -256,8 +268,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         agree = r["heldout_pseudo_agreement"]["agreement"]
         agree_s = "n/a" if agree is None else f"{agree:.4f}"
         print(
-            f"student ({len(r['student_layers'])} layers {r['student_layers']}) written to {args.output}; "
-            f"held-out pseudo agreement {agree_s}; time {sum(r['wall_time_s'].values()):.0f}s"
+            f"student ({_student_line(r)}) written to {args.output}; held-out pseudo agreement {agree_s}; time {sum(r['wall_time_s'].values()):.0f}s"
         )
         return 0
     if args.command == "evaluate":

@@ -37,7 +37,12 @@ class DistillConfig:
 
     # what runs, where
     method: str = option("as-dfd", "how pseudo samples are made (see `asdfd methods`)", main=True)
-    student_layers: Any = option(3, "number of student layers (evenly spaced) or comma-separated teacher layer indices", main=True)
+    student: Any = option(
+        3,
+        "the student: a number of teacher layers to copy (evenly spaced) or their indices (0,2,5); a packaged encoder (minilm-l3, minilm); "
+        "a folder of a Hugging Face encoder; or a fresh shape (layers=4,hidden=256,heads=4,intermediate=1024)",
+        main=True,
+    )
     seed: int = option(0, "seed for every random choice", main=True)
     device: str = option("auto", "auto | cpu | cuda", main=True)
     precision: str = option(
@@ -196,9 +201,13 @@ def retired(shown: str) -> UserError:
     )
 
 
+RENAMED = {"student_layers": "student"}  # older name -> option (configs and checkpoints of earlier runs)
+
+
 def drop_retired(values: dict[str, Any], source: str) -> dict[str, Any]:
-    """``values`` without the retired options that hold their "off" value; a retired option set
-    to anything else is refused with the commit that still runs it."""
+    """``values`` under today's option names, without the retired options that hold their "off"
+    value; a retired option set to anything else is refused with the commit that still runs it."""
+    values = {RENAMED.get(k, k): v for k, v in values.items()}
     for key, value in values.items():
         if key in RETIRED and value != RETIRED[key]:
             raise retired(f"{source}: '{key}'")
@@ -231,13 +240,13 @@ def typed_value(key: str, value: Any, default: Any, source: str) -> Any:
             value = float(value)
         except ValueError:
             pass
-    if key == "student_layers":
+    if key == "student":
         ok = (
             (isinstance(value, int) and not isinstance(value, bool))
             or isinstance(value, str)
             or (isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
         )
-        want = "an integer or a list of layer indices"
+        want = "a number of layers, a list of layer indices, a packaged encoder, a folder or a shape"
     elif isinstance(default, bool):
         ok, want = isinstance(value, bool), "true or false"
     elif isinstance(default, int):

@@ -15,8 +15,9 @@ from .config import DistillConfig, TeacherConfig
 from .data import load_dataset
 from .distiller import REPORT_NAME, Distiller
 from .evaluator import evaluate_model
-from .models import build_student, load_teacher, load_tokenizer, resolve_student_layers
+from .models import load_teacher, load_tokenizer
 from .runtime import check_output_dir
+from .student import build as build_student
 from .teacher import REPORT_NAME as TEACHER_REPORT
 from .teacher import train_teacher
 
@@ -45,18 +46,20 @@ def run_demo(data: str, output: Path, cfg: DistillConfig, cache_dir: str | Path 
     test = load_dataset(data, "test")
     teacher = load_teacher(teacher_dir)
     tokenizer = load_tokenizer(teacher_dir)
-    layers = resolve_student_layers(teacher.config.num_hidden_layers, cfg.student_layers)
+    start = build_student(cfg.student, teacher, tokenizer, cfg.allow_pickle)
+    size = f"{len(start.layer_map)} layers"
     rows = {
         "teacher": evaluate_model(teacher, tokenizer, test, desc="teacher")["accuracy"],
-        f"untrained student ({len(layers)} layers)": evaluate_model(build_student(teacher, layers), tokenizer, test, desc="untrained")["accuracy"],
+        f"untrained student ({size})": evaluate_model(start.model, start.tokenizer, test, desc="untrained")["accuracy"],
     }
+    del start
     log_dir = partial_dir(output) / "tensorboard" if cfg.tensorboard else None
     result = Distiller(teacher_dir, cfg, teacher=teacher, tokenizer=tokenizer).run(log_dir=log_dir)
     result.save(output, overwrite=overwrite)
     shutil.rmtree(partial_dir(output), ignore_errors=True)
-    res = evaluate_model(result.student, tokenizer, test, teacher=teacher, desc="student")
+    res = evaluate_model(result.student, result.tokenizer, test, teacher=teacher, teacher_tokenizer=tokenizer, desc="student")
     record_evaluation(output, res, REPORT_NAME)  # into the report and the model card
-    rows[f"{cfg.method} student ({len(layers)} layers)"] = res["accuracy"]
+    rows[f"{cfg.method} student ({size})"] = res["accuracy"]
     report = {
         "dataset": data,
         "split": "test",

@@ -26,9 +26,10 @@ from .card import CARD_NAME, model_card, weights_sha256
 from .checkpoint import CHECKPOINT, Interrupted, load_checkpoint, partial_dir, rng_state, save_checkpoint, set_rng_state
 from .config import DistillConfig, save_config
 from .errors import UserError
-from .models import TokenSpace, build_student, load_teacher, load_tokenizer, resolve_student_layers
+from .models import TokenSpace, load_teacher, load_tokenizer
 from .objective import GuardedStep, StudentObjective, build_optimizer
 from .runtime import atomic_dir, autocast, check_output_dir, progress, resolve_device, seed_everything, set_threads, stop_on_sigint
+from .student import build as build_student
 from .tensorboard_log import TensorBoard
 
 REPORT_NAME = "distill_report.json"
@@ -81,17 +82,24 @@ class Distiller:
         self.teacher = teacher.eval().requires_grad_(False).to(self.device)
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(teacher_dir)
         self.space = TokenSpace.from_teacher(self.teacher, self.tokenizer)
-        if cfg.max_len + 2 > self.space.max_positions:
+        self.plan = build_student(cfg.student, self.teacher, self.tokenizer, cfg.allow_pickle)
+        self.layers = self.plan.layer_map
+        self.student = self.plan.model.to(self.device)
+        positions = min(self.space.max_positions, TokenSpace.positions(self.student.config, self.plan.tokenizer))
+        if cfg.max_len + 2 > positions:
             raise UserError(
-                f"max_len {cfg.max_len} + 2 special tokens exceeds the teacher's {self.space.max_positions} positions; "
-                f"pass --max-len <= {self.space.max_positions - 2}"
+                f"max_len {cfg.max_len} + 2 special tokens exceeds the {positions} positions that teacher and student read; "
+                f"pass --max-len <= {positions - 2}"
             )
-        self.layers = resolve_student_layers(int(self.teacher.config.num_hidden_layers), cfg.student_layers)
-        self.student = build_student(self.teacher, self.layers).to(self.device)
-        self.synth = synthesizers.build(cfg.method, self.teacher, self.space, self.local, self.device, self.generator)
-        self.ranks.broadcast([*self.student.parameters(), *self.synth.parameters()])  # one starting point
-        self.objective = StudentObjective(self.teacher, self.student, self.synth, self.layers, cfg, self.device)
-        self.update = GuardedStep(*build_optimizer(self.student, self.synth, cfg), self.ranks, cfg.grad_clip)
+        adapters = [] if self.plan.adapters is None else list(self.plan.adapters.to(self.device).parameters())
+        if self.plan.bridge is not None:
+            self.plan.bridge.to(self.device)
+        self.plan.attach()  # a student of another embedding space reads pseudo samples through the bridge
+        student_hidden = int(self.student.config.hidden_size)
+        self.synth = synthesizers.build(cfg.method, self.teacher, self.space, self.local, self.device, self.generator, student_hidden=student_hidden)
+        self.ranks.broadcast([*self.student.parameters(), *self.synth.parameters(), *adapters])  # one starting point
+        self.objective = StudentObjective(self.teacher, self.student, self.synth, self.layers, cfg, self.device, self.plan.adapters)
+        self.update = GuardedStep(*build_optimizer(self.student, self.synth, cfg, adapters), self.ranks, cfg.grad_clip)
         self.times = {"load": time.perf_counter() - t0, "synthesis": 0.0, "student": 0.0, "heldout": 0.0}
 
     def run(
@@ -155,8 +163,9 @@ class Distiller:
         self.times["heldout"] = time.perf_counter() - t0
         if board is not None:
             board.close(agreement["agreement"], cfg.student_steps)
+        self.plan.detach()  # the student reads token ids from here on, as the saved one will
         self.student.eval()
-        return DistillResult(self.student, self.tokenizer, self.report(agreement, logs), Path(log_dir) if log_dir is not None else None)
+        return DistillResult(self.student, self.plan.tokenizer, self.report(agreement, logs), Path(log_dir) if log_dir is not None else None)
 
     def heldout_agreement(self) -> dict:
         """Teacher-student argmax agreement on fresh pseudo samples the student never trained on."""
@@ -179,8 +188,9 @@ class Distiller:
             "teacher": self.teacher_dir,
             "teacher_sha256": self.teacher_sha256,
             "config": self.cfg.to_dict(),
-            "student_layers": self.layers,
+            "student_layers": self.layers,  # the teacher layer each student layer learned from
             "teacher_layers": int(self.teacher.config.num_hidden_layers),
+            "student": self.plan.info,
             "device": str(self.device),
             "wall_time_s": {k: round(v, 3) for k, v in self.times.items()},
             "synthesis": self.synth.stats(),
@@ -200,11 +210,15 @@ class Distiller:
         own = self.ranks.gather({"synthesizer": self.synth.state_dict(), "rng": rng_state(self.generator)})
         if self.ranks.main:
             shared = {"config": self.cfg.to_dict(), "step": done, "crafted": crafted, "logs": logs, "times": dict(self.times)}
-            save_checkpoint(path, {**shared, "student": self.student.state_dict(), **self.update.state_dict(), **own[0], "other_ranks": own[1:]})
+            adapters = self.plan.adapters.state_dict() if self.plan.adapters is not None else None
+            state = {**shared, "student": self.student.state_dict(), "adapters": adapters, **self.update.state_dict()}
+            save_checkpoint(path, {**state, **own[0], "other_ranks": own[1:]})
         self.ranks.wait()
 
     def restore(self, state: dict) -> tuple[int, int, dict]:
         self.student.load_state_dict(state["student"])
+        if self.plan.adapters is not None:
+            self.plan.adapters.load_state_dict(state["adapters"])
         self.update.load_state_dict(state)
         own = state if self.ranks.main else state["other_ranks"][self.ranks.index - 1]
         self.synth.load_state_dict(own["synthesizer"])

@@ -91,10 +91,15 @@ def metrics(preds: np.ndarray, gold: np.ndarray, id2label: dict[int, str]) -> di
     }
 
 
-def evaluate_model(model: PreTrainedModel, tokenizer, data: Dataset, teacher: PreTrainedModel | None = None, desc: str = "evaluate") -> dict:
+def evaluate_model(
+    model: PreTrainedModel, tokenizer, data: Dataset, teacher: PreTrainedModel | None = None, desc: str = "evaluate", teacher_tokenizer=None
+) -> dict:
+    """Accuracy and macro-F1 of ``model`` on ``data``; with a ``teacher`` (which reads with ``teacher_tokenizer``,
+    the model's ``tokenizer`` unless given), the teacher's accuracy and the agreement of the two."""
     gold = label_ids(model, data.labels)
     preds, counts = predict_counted(model, tokenizer, data.texts, data.max_length, desc=desc)
-    t_preds = predict(teacher, tokenizer, data.texts, data.max_length, desc="teacher") if teacher is not None else None
+    t_tok = teacher_tokenizer or tokenizer
+    t_preds = predict(teacher, t_tok, data.texts, data.max_length, desc="teacher") if teacher is not None else None
     return _results(model, data.name, data.split, gold, preds, t_preds, counts)
 
 
@@ -107,7 +112,9 @@ def _results(model, name: str, split: str, gold, preds, t_preds, counts: dict[st
     return out
 
 
-def evaluate_stream(model: PreTrainedModel, tokenizer, path: str | Path, text_column: str, label_column: str, max_length: int, teacher=None) -> dict:
+def evaluate_stream(
+    model: PreTrainedModel, tokenizer, path: str | Path, text_column: str, label_column: str, max_length: int, teacher=None, teacher_tokenizer=None
+) -> dict:
     """Evaluate on a whole data file (or save_to_disk folder) read in chunks: memory does not grow with the file
     (beyond one small integer per row for the predictions)."""
     gold, preds, t_preds = [], [], []
@@ -123,7 +130,7 @@ def evaluate_stream(model: PreTrainedModel, tokenizer, path: str | Path, text_co
         preds.append(p)
         counts = {k: counts[k] + c[k] for k in counts}
         if teacher is not None:
-            t_preds.append(predict(teacher, tokenizer, texts, max_length, desc=None))
+            t_preds.append(predict(teacher, teacher_tokenizer or tokenizer, texts, max_length, desc=None))
         bar.update(len(texts))
     bar.close()
     refuse_unknown(model, unknown)
@@ -152,11 +159,12 @@ def evaluate(
         model = load_classifier(model_dir, allow_pickle=allow_pickle).to(dev)
         tokenizer = load_tokenizer(model_dir)
     teacher = load_classifier(teacher_dir, allow_pickle=allow_pickle).to(dev) if teacher_dir else None
+    teacher_tokenizer = load_tokenizer(teacher_dir) if teacher_dir else None  # a student of another family reads with its own
     if teacher is not None and teacher.config.id2label != model.config.id2label:
         raise UserError("the teacher's labels differ from the model's; pass the teacher this student was distilled from")
     if isinstance(data, Dataset):
-        out = evaluate_model(model, tokenizer, data, teacher)
+        out = evaluate_model(model, tokenizer, data, teacher, teacher_tokenizer=teacher_tokenizer)
     else:
-        out = evaluate_stream(model, tokenizer, data, text_column, label_column, max_length, teacher)
+        out = evaluate_stream(model, tokenizer, data, text_column, label_column, max_length, teacher, teacher_tokenizer)
     out["model"] = str(model_dir)
     return out

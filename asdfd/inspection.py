@@ -25,6 +25,7 @@ from .distiller import REPORT_NAME
 from .errors import UserError
 from .models import TokenSpace, load_classifier, load_teacher, load_tokenizer
 from .runtime import atomic_dir, autocast, check_output_dir, resolve_device, seed_everything, set_threads
+from .student import Student, fit_bridge, reads_teacher_space
 from .synthesizers import PseudoBatch
 
 
@@ -100,7 +101,12 @@ def _inspect(run: Path, output: Path, cfg: DistillConfig, report: dict, n: int, 
     tokenizer = load_tokenizer(teacher_dir)
     student = load_classifier(run).to(device).eval()
     space = TokenSpace.from_teacher(teacher, tokenizer)
-    synth = synthesizers.build(cfg.method, teacher, space, cfg, device, generator)
+    reader = Student(student, None, [], {})
+    if not reads_teacher_space(student, teacher):  # it read the run's pseudo samples through its input bridge
+        reader.bridge = fit_bridge(teacher.cpu(), tokenizer, student.cpu(), load_tokenizer(run))[0]
+        teacher.to(device), student.to(device), reader.bridge.to(device)
+        reader.attach()
+    synth = synthesizers.build(cfg.method, teacher, space, cfg, device, generator, student_hidden=student.config.hidden_size)
     batches = [synth.craft(min(cfg.batch_size, n - start), student) for start in range(0, n, cfg.batch_size)]
     batch = PseudoBatch.concat(batches)
     id2label = {int(k): v for k, v in teacher.config.id2label.items()}

@@ -107,18 +107,18 @@ def resolve_student_layers(n_teacher: int, spec: int | list[int] | str) -> list[
         try:
             spec = [int(s) for s in parts] if len(parts) > 1 else int(parts[0])
         except (ValueError, IndexError):
-            raise UserError(f"--student-layers '{spec}' is not a number or a comma-separated list of layer indices") from None
+            raise UserError(f"--student '{spec}' is not a number or a comma-separated list of layer indices") from None
     if isinstance(spec, int):
         if spec >= n_teacher or spec <= 0:
-            raise UserError(f"--student-layers {spec} must be between 1 and {n_teacher - 1} (the teacher has {n_teacher} layers)")
+            raise UserError(f"--student {spec} must be between 1 and {n_teacher - 1} (the teacher has {n_teacher} layers)")
         return evenly_spaced_layers(n_teacher, spec)
     layers = list(spec)
     if not layers or len(set(layers)) != len(layers) or sorted(layers) != layers:
-        raise UserError(f"--student-layers {layers} must be distinct teacher layer indices in increasing order")
+        raise UserError(f"--student {layers} must be distinct teacher layer indices in increasing order")
     if layers[0] < 0 or layers[-1] >= n_teacher:
-        raise UserError(f"--student-layers {layers} must index teacher layers 0..{n_teacher - 1}")
+        raise UserError(f"--student {layers} must index teacher layers 0..{n_teacher - 1}")
     if len(layers) >= n_teacher:
-        raise UserError(f"--student-layers {layers} keeps all {n_teacher} teacher layers; choose fewer")
+        raise UserError(f"--student {layers} keeps all {n_teacher} teacher layers; choose fewer")
     return layers
 
 
@@ -166,14 +166,19 @@ class TokenSpace:
         cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
         sep_id = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        max_pos = int(getattr(teacher.config, "max_position_embeddings", 512))
-        # RoBERTa-style models offset positions by padding_idx + 1
-        if getattr(teacher.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert", "mpnet"):
-            max_pos -= pad_id + 1
+        max_pos = cls.positions(teacher.config, tokenizer)
         special = set(tokenizer.all_special_ids)
         vocab = tokenizer.get_vocab()
         ordinary = sorted(i for tok, i in vocab.items() if i < E.shape[0] and i not in special and not re.fullmatch(r"\[.*\]|<.*>", tok))
         return cls(E, int(cls_id), int(sep_id), int(pad_id), torch.tensor(ordinary, dtype=torch.long), max_pos, tokenizer)
+
+    @staticmethod
+    def positions(config, tokenizer) -> int:
+        """How many positions a model reads (RoBERTa-style models offset them by padding_idx + 1)."""
+        max_pos = int(getattr(config, "max_position_embeddings", 512))
+        if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert", "mpnet"):
+            max_pos -= (tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0) + 1
+        return max_pos
 
     @property
     def vocab_size(self) -> int:

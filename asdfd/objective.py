@@ -28,8 +28,13 @@ HEAD_LR = 1e-3  # a synthesizer's fresh head learns faster than the pretrained s
 
 
 class StudentObjective:
-    def __init__(self, teacher: PreTrainedModel, student: PreTrainedModel, synth: Synthesizer, layers: list[int], cfg: DistillConfig, device):
+    def __init__(
+        self, teacher: PreTrainedModel, student: PreTrainedModel, synth: Synthesizer, layers: list[int], cfg: DistillConfig, device, adapters=None
+    ):
+        """``adapters`` project the student's hidden states to the teacher's width (asdfd.student.HiddenAdapters) for
+        a student that is not a copy of the teacher; ``layers`` is the teacher layer each student layer learns from."""
         self.teacher, self.student, self.synth, self.layers, self.cfg, self.device = teacher, student, synth, layers, cfg, device
+        self.adapters = adapters
 
     def __call__(self, batch: PseudoBatch) -> tuple[torch.Tensor, dict[str, float]]:
         if self.synth.hard_labels:
@@ -42,7 +47,8 @@ class StudentObjective:
             loss = kd_loss(s_out.logits, t_logits, cfg.temperature)
             logs = {"kd": loss.item()}
             if use_hidden:
-                l_hid = hidden_loss(s_out.hidden_states, t_hidden, self.layers, batch.attention_mask)
+                s_hidden = s_out.hidden_states if self.adapters is None else self.adapters(s_out.hidden_states)
+                l_hid = hidden_loss(s_hidden, t_hidden, self.layers, batch.attention_mask)
                 loss = loss + cfg.lambda_hidden * l_hid
                 logs["hidden"] = l_hid.item()
             l_syn = self.synth.student_loss(self.student, batch)
@@ -69,8 +75,9 @@ class StudentObjective:
         return loss, {"ce": loss.item()}
 
 
-def build_optimizer(student: PreTrainedModel, synth: Synthesizer, cfg: DistillConfig):
-    """AdamW (no decay on biases and LayerNorms; the synthesizer's head at ``HEAD_LR``) with linear warm-up and decay."""
+def build_optimizer(student: PreTrainedModel, synth: Synthesizer, cfg: DistillConfig, adapters: list | None = None):
+    """AdamW (no decay on biases and LayerNorms; the synthesizer's head and the hidden-state ``adapters`` at
+    ``HEAD_LR``) with linear warm-up and decay."""
     decay, no_decay = [], []
     for name, p in student.named_parameters():
         if p.requires_grad:
@@ -78,6 +85,8 @@ def build_optimizer(student: PreTrainedModel, synth: Synthesizer, cfg: DistillCo
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if synth.parameters():
         groups.append({"params": synth.parameters(), "weight_decay": 0.0, "lr": HEAD_LR})
+    if adapters:
+        groups.append({"params": adapters, "weight_decay": 0.0, "lr": HEAD_LR})
     opt = torch.optim.AdamW(groups, lr=cfg.lr)
     return opt, get_linear_schedule_with_warmup(opt, int(cfg.warmup * cfg.student_steps), cfg.student_steps)
 

@@ -37,14 +37,15 @@ import yaml
 
 from asdfd.card import weights_sha256
 from asdfd.cli import FLAG_TYPES, defaults_from_config_file
-from asdfd.config import DistillConfig, TeacherConfig, typed_value
+from asdfd.config import RENAMED, DistillConfig, TeacherConfig, typed_value
 from asdfd.data import load_dataset
 from asdfd.demo import cached_teacher
 from asdfd.distiller import Distiller
 from asdfd.errors import UserError
 from asdfd.evaluator import evaluate_model
-from asdfd.models import build_student, load_teacher, load_tokenizer, resolve_student_layers
+from asdfd.models import load_teacher, load_tokenizer
 from asdfd.runtime import atomic_write_text
+from asdfd.student import build as build_student
 from asdfd.synthesizers import REGISTRY, configure
 from asdfd.teacher import REPORT_NAME as TEACHER_REPORT
 
@@ -91,7 +92,7 @@ def parse_set(pairs: list[str]) -> dict:
     out = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
-        key = key.replace("-", "_")
+        key = RENAMED.get(key.replace("-", "_"), key.replace("-", "_"))
         if not sep or key not in fields:
             raise UserError(f"--set {pair}: expected key=value with a DistillConfig option as key (e.g. lr=1e-4)")
         default = FLAG_TYPES[key]() if key in FLAG_TYPES else fields[key]
@@ -121,18 +122,20 @@ def run_cell(dataset: str, variant: str, overrides: dict | None, seed: int, extr
 
     def on_step(step: int, student) -> None:
         if step % every == 0 or step == cfg.student_steps:
-            acc = evaluate_model(student, tokenizer, splits["test"], desc=f"curve@{step}")["accuracy"]
+            acc = evaluate_model(student, student_tokenizer, splits["test"], desc=f"curve@{step}")["accuracy"]
             curve.append({"step": step, "test_accuracy": acc})
 
     t0 = time.perf_counter()
     if overrides is None:
-        layers = resolve_student_layers(teacher.config.num_hidden_layers, cfg.student_layers)
-        student, report = build_student(teacher, layers).eval(), {}
+        start = build_student(cfg.student, teacher, tokenizer)
+        student, student_tokenizer, report = start.model.eval(), start.tokenizer, {}
     else:
-        result = Distiller(teacher_dir, cfg, teacher=teacher, tokenizer=tokenizer).run(on_step=on_step)
+        distiller = Distiller(teacher_dir, cfg, teacher=teacher, tokenizer=tokenizer)
+        student_tokenizer = distiller.plan.tokenizer  # the student's own when it is not a copy of the teacher
+        result = distiller.run(on_step=on_step)
         student, report = result.student, result.report
     wall = time.perf_counter() - t0
-    evals = {s: evaluate_model(student, tokenizer, d, teacher=teacher, desc=s) for s, d in splits.items()}
+    evals = {s: evaluate_model(student, student_tokenizer, d, teacher=teacher, desc=s, teacher_tokenizer=tokenizer) for s, d in splits.items()}
     phases = report.get("wall_time_s") or {}
     return {
         "dataset": dataset,
@@ -191,11 +194,11 @@ SETTING = "setting.json"  # in a results folder: the --set overrides its untagge
 def folder_setting(results: Path) -> dict:
     """The overrides every untagged distilled cell of a results folder was made with ({} by default)."""
     path = results / SETTING
-    return json.loads(path.read_text())["set"] if path.is_file() else {}
+    return {RENAMED.get(k, k): v for k, v in json.loads(path.read_text())["set"].items()} if path.is_file() else {}
 
 
 def check_same_setting(results: Path, overrides: dict) -> None:
-    """Untagged cells of one folder share one setting (e.g. ``--set student_layers=1`` for the 1-layer
+    """Untagged cells of one folder share one setting (e.g. ``--set student=1`` for the 1-layer
     student), so a variant's name means one thing in its table; the first run records it."""
     have = folder_setting(results)
     if overrides == have:

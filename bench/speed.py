@@ -180,7 +180,7 @@ def forward_fn(model, enc: dict, precision: str) -> Callable[[], None]:
 def inference(teacher_dir: Path, reps: int) -> dict:
     teacher = load_teacher(teacher_dir)
     tokenizer = load_tokenizer(teacher_dir)
-    layers = resolve_student_layers(teacher.config.num_hidden_layers, DistillConfig.student_layers)
+    layers = resolve_student_layers(teacher.config.num_hidden_layers, DistillConfig.student)
     models = {"teacher": teacher, "student": build_student(teacher, layers).eval()}
     texts = load_dataset("trec", "test").texts
     out: dict = {"sequence_length": 64, "student_layers": layers}

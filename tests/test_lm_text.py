@@ -64,7 +64,7 @@ def test_lm_text_distils_through_the_cli_and_says_so_on_the_card(tmp_path, tiny_
     )
     tok.save_pretrained(teacher_dir)
     out = tmp_path / "student"
-    argv = ["distill", "--teacher", str(teacher_dir), "--output", str(out), "--method", "lm-text", "--student-layers", "2"]
+    argv = ["distill", "--teacher", str(teacher_dir), "--output", str(out), "--method", "lm-text", "--student", "2"]
     argv += ["--student-steps", "4", "--batch-size", "4", "--pseudo-samples", "8", "--max-len", "8", "--heldout-samples", "4"]
     assert main([*argv, "--device", "cpu", "--task-hint", "movie review", "--quiet"]) == 0
     report = json.loads((out / "distill_report.json").read_text())

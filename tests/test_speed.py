@@ -27,7 +27,7 @@ def test_inference_section_compares_teacher_and_student(tiny_teacher_dir):
 def test_distill_child_reports_its_own_peak_memory(tiny_teacher_dir):
     import torch
 
-    settings = {"student_layers": 2, "student_steps": 2, "batch_size": 4, "pseudo_samples": 8, "max_len": 8, "heldout_samples": 0}
+    settings = {"student": 2, "student_steps": 2, "batch_size": 4, "pseudo_samples": 8, "max_len": 8, "heldout_samples": 0}
     ballast = torch.ones(1536 * 2**20 // 4)  # 1.5 GB resident in the parent at fork time
     run = distill_child(tiny_teacher_dir, settings)
     del ballast

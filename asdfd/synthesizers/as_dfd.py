@@ -58,9 +58,9 @@ class ASDFD(Synthesizer):
             if getattr(cfg, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(cfg, name)}")
 
-    def __init__(self, teacher, space, cfg, device, generator):
-        super().__init__(teacher, space, cfg, device, generator)
-        self.task = build_task(cfg.ss_task, teacher.config.hidden_size, space, cfg.ss_ratio)
+    def __init__(self, teacher, space, cfg, device, generator, **kw):
+        super().__init__(teacher, space, cfg, device, generator, **kw)
+        self.task = build_task(cfg.ss_task, self.student_hidden, space, cfg.ss_ratio)
         if self.task is not None:
             self.task.to(device)
         # the adversarial steps raise the pretext loss only when there is one and it has weight

@@ -57,8 +57,18 @@ class Synthesizer:
             if getattr(cfg, name) < at_least:
                 raise UserError(f"{name} must be >= {at_least}, got {getattr(cfg, name)}")
 
-    def __init__(self, teacher: PreTrainedModel, space: TokenSpace, cfg: DistillConfig, device: torch.device, generator: torch.Generator):
+    def __init__(
+        self,
+        teacher: PreTrainedModel,
+        space: TokenSpace,
+        cfg: DistillConfig,
+        device: torch.device,
+        generator: torch.Generator,
+        student_hidden: int | None = None,
+    ):
+        """``student_hidden``: the student's hidden size, for heads on its states (the teacher's unless given)."""
         self.teacher = teacher
+        self.student_hidden = int(student_hidden or teacher.config.hidden_size)
         self.space = space
         self.cfg = cfg
         self.device = device

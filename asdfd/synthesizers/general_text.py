@@ -24,8 +24,8 @@ class GeneralText(Synthesizer):
     name = "general-text"
     reads_general_text = True
 
-    def __init__(self, teacher, space, cfg, device, generator):
-        super().__init__(teacher, space, cfg, device, generator)
+    def __init__(self, teacher, space, cfg, device, generator, **kw):
+        super().__init__(teacher, space, cfg, device, generator, **kw)
         self.bank = TextBank(space, general_corpus(), self.frame_width)
 
     @torch.inference_mode()

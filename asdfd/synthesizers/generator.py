@@ -64,8 +64,8 @@ class GeneratorSynthesizer(Synthesizer):
         if cfg.generator_lr <= 0:
             raise UserError(f"generator_lr must be > 0, got {cfg.generator_lr}")
 
-    def __init__(self, teacher, space, cfg, device, generator):
-        super().__init__(teacher, space, cfg, device, generator)
+    def __init__(self, teacher, space, cfg, device, generator, **kw):
+        super().__init__(teacher, space, cfg, device, generator, **kw)
         E = space.embeddings[space.ordinary]
         self.net = EmbeddingGenerator(self.noise_dim, cfg.max_len, E.shape[1], E.mean(0), float(E.std())).to(device)
         self.net_opt = torch.optim.Adam(self.net.parameters(), lr=cfg.generator_lr, betas=(0.5, 0.999))

@@ -52,8 +52,8 @@ class LMText(Synthesizer):
         if "\n" in cfg.task_hint or len(cfg.task_hint) > 100:
             raise UserError("task_hint is one short line about what the task's texts are (e.g. 'movie reviews'); shorten it")
 
-    def __init__(self, teacher, space, cfg, device, generator):
-        super().__init__(teacher, space, cfg, device, generator)
+    def __init__(self, teacher, space, cfg, device, generator, **kw):
+        super().__init__(teacher, space, cfg, device, generator, **kw)
         self.writer = language_model.TextWriter(language_model.packaged_lm(), device, cfg.precision)
         self.names = label_names(teacher.config.id2label)
         self.examples: list[str] = []

@@ -29,8 +29,8 @@ class RealKD(Synthesizer):
         if cfg.mix > 0:
             raise UserError(f"method '{cfg.method}' trains on real text only; mix applies to pseudo samples, pass 0")
 
-    def __init__(self, teacher, space, cfg, device, generator):
-        super().__init__(teacher, space, cfg, device, generator)
+    def __init__(self, teacher, space, cfg, device, generator, **kw):
+        super().__init__(teacher, space, cfg, device, generator, **kw)
         data = load_dataset(cfg.data, "train", cfg.text_column, cfg.label_column)
         self.labels = torch.as_tensor(label_ids(teacher, data.labels))
         self.bank = TextBank(space, data.texts, data.max_length)

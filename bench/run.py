@@ -6,6 +6,7 @@
     python -m bench --summary                         # rebuild the table and plots from the cells
     python -m bench --variants knobs --datasets trec --seeds 0,1 --jobs 14   # cells side by side (GPU)
     python -m bench --speed                           # the speed benchmark (bench/speed.py)
+    python -m bench --sizes --seeds 0                 # the size-quality table (bench/sizes.py)
     python -m bench --teacher-base mpnet --datasets trec --seeds 0 --results bench/results/mpnet
 
 Variants and groups of them are in bench/variants.yaml. Teachers are the demo's cached teachers
@@ -50,6 +51,8 @@ from asdfd.synthesizers import REGISTRY, configure
 from asdfd.teacher import REPORT_NAME as TEACHER_REPORT
 
 from .report import summarize
+from .sizes import METHODS, SIZES, setting
+from .sizes import write as write_sizes
 from .speed import SECTIONS, run_speed
 
 HERE = Path(__file__).parent
@@ -228,6 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--jobs", type=int, default=1, help="cells run side by side in this many worker processes (default 1)")
     ap.add_argument("--summary", action="store_true", help="only rebuild the summary table and plots")
+    ap.add_argument("--sizes", action="store_true", help="the size-quality table (bench/sizes.py): every student row's missing cells, then the table")
     ap.add_argument("--speed", action="store_true", help="run the speed benchmark instead (bench/speed.py) into RESULTS/speed.{json,md}")
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"speed sections to run (default: {','.join(SECTIONS)})")
     ap.add_argument("--reps", type=int, default=7, help="speed: repetitions per timing (medians are reported)")
@@ -255,20 +259,45 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"bench: error: unknown speed sections {unknown}; choose from {','.join(SECTIONS)}")
         run_speed(results, args.sections.split(","), args.reps, args.fresh)
         return
-    variants, groups = load_variants()
-    try:
-        extra = {**overrides, **parse_set(args.set)}
-        if not args.tag:
-            check_same_setting(results, parse_set(args.set))
-    except UserError as e:
-        raise SystemExit(f"bench: error: {e}") from None
     if args.jobs < 1:
         raise SystemExit(f"bench: error: --jobs must be >= 1, got {args.jobs}")
+    if args.sizes:  # every student row of this teacher: its cells in its own folder, then the table
+        if args.teacher_base not in SIZES:
+            raise SystemExit(f"bench: error: --sizes has rows for the teacher bases {', '.join(SIZES)}, not '{args.teacher_base}'")
+        plans = [
+            (results / folder, [f"student={spec}"] if setting(spec) else [], "", "none," + ",".join(METHODS))
+            for _, spec, folder in SIZES[args.teacher_base]
+        ]
+    else:
+        plans = [(results, args.set, args.tag, args.variants)]
     pending = []
-    for dataset in args.datasets.split(","):
-        for name in expand(args.variants, variants, groups):
-            label = name + (f"+{args.tag}" if args.tag else "")
-            for seed in map(int, args.seeds.split(",")):
+    for folder, set_, tag, names in plans:
+        pending += plan_cells(folder, args.datasets, names, args.seeds, set_, tag, overrides, teacher_cfg)
+    failed = run_cells(pending, args.jobs)
+    for folder in dict.fromkeys(c.out.parents[3] for c in pending):
+        summarize(folder)
+    if failed:
+        raise SystemExit(f"bench: {failed} of {len(pending)} cells failed (see above); rerun to retry only those")
+    if args.sizes:
+        print(write_sizes(results, args.teacher_base, args.reps)["rows"][0])
+
+
+def plan_cells(
+    results: Path, datasets: str, names: str, seeds: str, set_: list[str], tag: str, overrides: dict, teacher_cfg: TeacherConfig
+) -> list[Cell]:
+    """The cells of one results folder not run yet, after the folder's setting and teachers are checked."""
+    variants, groups = load_variants()
+    try:
+        extra = {**overrides, **parse_set(set_)}
+        if not tag:
+            check_same_setting(results, parse_set(set_))
+    except UserError as e:
+        raise SystemExit(f"bench: error: {e}") from None
+    pending = []
+    for dataset in datasets.split(","):
+        for name in expand(names, variants, groups):
+            label = name + (f"+{tag}" if tag else "")
+            for seed in map(int, seeds.split(",")):
                 out = results / "runs" / dataset / label / f"seed{seed}.json"
                 if out.is_file():
                     print(f"skip {out} (done)")
@@ -279,10 +308,7 @@ def main(argv: list[str] | None = None) -> None:
             check_same_teacher(results, dataset, teacher_identity(cached_teacher(dataset, teacher_cfg)))
     except UserError as e:
         raise SystemExit(f"bench: error: {e}") from None
-    failed = run_cells(pending, args.jobs)
-    summarize(results)
-    if failed:
-        raise SystemExit(f"bench: {failed} of {len(pending)} cells failed (see above); rerun to retry only those")
+    return pending
 
 
 class Cell(NamedTuple):

@@ -262,3 +262,24 @@ def test_experiments_table_pairs_each_change_with_the_default_of_its_time(tmp_pa
     assert "| knob-t4 | KD temperature 4 (`temperature` 4.0) | as-dfd-pool4096 | trec +3.00 / +3.00 (1) | not adopted |" in markdown(
         list(found.values())
     )
+
+
+def test_the_size_table_reads_each_students_folder_and_says_what_is_missing(tmp_path, monkeypatch):
+    import bench.sizes as sizes
+
+    rows = sizes.SIZES["minilm"]
+    fake = {"teacher": {"parameters": 22_700_000, "batch32_s": 1.0, "throughput_per_s": 32.0, "speedup": 1.0}}
+    fake |= {label: {"parameters": 10_000_000, "batch32_s": 0.5, "throughput_per_s": 64.0, "speedup": 2.0} for label, _, _ in rows}
+    monkeypatch.setattr(sizes, "speeds", lambda base, reps: fake)
+    for method, acc in [("as-dfd", 0.8), ("real-kd", 0.9)]:
+        for seed in (0, 1):
+            cell = tmp_path / "packaged-l3" / "runs" / "trec" / method / f"seed{seed}.json"
+            cell.parent.mkdir(parents=True, exist_ok=True)
+            cell.write_text(json.dumps({"seed": seed, "test": {"accuracy": acc + 0.01 * seed}}))
+    out = sizes.write(tmp_path, "minilm", reps=1)
+    row = next(r for r in out["rows"] if r["folder"] == "packaged-l3")
+    assert row["accuracy"]["trec"]["as-dfd"] == {"test": 80.5, "seeds": [0, 1]} and row["accuracy"]["mr"]["as-dfd"] is None
+    assert row["as_dfd_share_of_real_kd"] == round(100 * 80.5 / 90.5, 1)
+    table = (tmp_path / "sizes" / "minilm.md").read_text()
+    assert "| MiniLM-L3 (packaged) | 10.0M | 2.00x | 80.50 (2) / - / 90.50 (2) | - / - / - |" in table
+    assert (tmp_path / "sizes" / "minilm.png").is_file() and sizes.setting("3") == {} and sizes.setting("1") == {"student": "1"}

@@ -7,6 +7,7 @@
     python -m bench --variants knobs --datasets trec --seeds 0,1 --jobs 14   # cells side by side (GPU)
     python -m bench --speed                           # the speed benchmark (bench/speed.py)
     python -m bench --sizes --seeds 0                 # the size-quality table (bench/sizes.py)
+    python -m bench --sizes --summary                 # the same table from the cells there, none run
     python -m bench --teacher-base mpnet --datasets trec --seeds 0 --results bench/results/mpnet
 
 Variants and groups of them are in bench/variants.yaml. Teachers are the demo's cached teachers
@@ -250,6 +251,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.datasets, args.variants, args.seeds = QUICK["datasets"], QUICK["variants"], QUICK["seeds"]
         overrides, results = QUICK["overrides"], args.results or QUICK["results"]
+    if args.summary and args.sizes:  # the size table from the cells there, none run
+        print(write_sizes(results, args.teacher_base, args.reps)["teacher"])
+        return
     if args.summary:
         summarize(results)
         return

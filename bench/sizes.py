@@ -4,6 +4,7 @@ of AS-DFD, random text and real-data KD at the shared budget.
 
     python -m bench --sizes --seeds 0                       # the MiniLM-L6 teacher's rows
     python -m bench --sizes --teacher-base mpnet --seeds 0  # the MPNet teacher's rows (a GPU job)
+    python -m bench --sizes --summary                       # only the table, from the cells there
 
 Each student keeps its cells in a results folder of its own (one ``--set student=...`` per folder,
 like bench/results/minilm-l1); ``--sizes`` runs the cells missing there (finished ones are

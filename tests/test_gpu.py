@@ -22,6 +22,8 @@ CASES = [
     dict(method="modified-dafl"),
     dict(method="real-kd"),
     dict(method="finetune"),
+    dict(method="as-dfd", student="layers=2,hidden=16,heads=2,intermediate=32"),  # through the input bridge
+    dict(method="as-dfd", student="layers=2,hidden=16,heads=2,intermediate=32", precision="bf16"),
 ]
 
 

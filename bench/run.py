@@ -306,7 +306,9 @@ def plan_cells(
                 if out.is_file():
                     print(f"skip {out} (done)")
                     continue
-                pending.append(Cell(dataset, label, variants[name], seed, extra if variants[name] is not None else {}, teacher_cfg, out))
+                # the untrained student ("none") takes only the folder's student from the setting
+                own = extra if variants[name] is not None else {k: v for k, v in extra.items() if k == "student"}
+                pending.append(Cell(dataset, label, variants[name], seed, own, teacher_cfg, out))
     try:
         for dataset in dict.fromkeys(c.dataset for c in pending):  # a missing teacher is trained once, here, not by every worker
             check_same_teacher(results, dataset, teacher_identity(cached_teacher(dataset, teacher_cfg)))

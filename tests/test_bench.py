@@ -283,3 +283,14 @@ def test_the_size_table_reads_each_students_folder_and_says_what_is_missing(tmp_
     table = (tmp_path / "sizes" / "minilm.md").read_text()
     assert "| MiniLM-L3 (packaged) | 10.0M | 2.00x | 80.50 (2) / - / 90.50 (2) | - / - / - |" in table
     assert (tmp_path / "sizes" / "minilm.png").is_file() and sizes.setting("3") == {} and sizes.setting("1") == {"student": "1"}
+
+
+def test_the_untrained_student_of_a_folder_is_that_folders_student(tmp_path, monkeypatch):
+    import bench.run as br
+    from asdfd.config import TeacherConfig
+
+    monkeypatch.setattr(br, "cached_teacher", lambda dataset, cfg: tmp_path)
+    monkeypatch.setattr(br, "teacher_identity", lambda path: {})
+    monkeypatch.setattr(br, "check_same_teacher", lambda *a: None)
+    cells = br.plan_cells(tmp_path / "l3", "trec", "none,as-dfd", "0", ["student=minilm-l3", "lr=1e-4"], "", {}, TeacherConfig())
+    assert {c.label: c.extra for c in cells} == {"none": {"student": "minilm-l3"}, "as-dfd": {"student": "minilm-l3", "lr": 1e-4}}

@@ -83,7 +83,8 @@ def write(results: Path, base: str, reps: int) -> dict:
     rows = []
     for label, spec, folder in SIZES[base]:
         acc = {d: {m: accuracy(results / folder, d, m) for m in METHODS} for d in DATASETS}
-        shares = [acc[d]["as-dfd"]["test"] / acc[d]["real-kd"]["test"] for d in DATASETS if acc[d]["as-dfd"] and acc[d]["real-kd"]]
+        both = [d for d in DATASETS if acc[d]["as-dfd"] and acc[d]["real-kd"]]
+        shares = [acc[d]["as-dfd"]["test"] / acc[d]["real-kd"]["test"] for d in both]
         rows.append(
             {
                 "student": label,
@@ -92,6 +93,7 @@ def write(results: Path, base: str, reps: int) -> dict:
                 **speed[label],
                 "accuracy": acc,
                 "as_dfd_share_of_real_kd": round(100 * sum(shares) / len(shares), 1) if shares else None,
+                "share_datasets": both,
             }
         )
     out = {
@@ -126,6 +128,8 @@ def markdown(out: dict) -> str:
     for r in out["rows"]:
         accs = " | ".join(" / ".join(_cell(r["accuracy"][d][m]) for m in METHODS) for d in DATASETS)
         share = "-" if r["as_dfd_share_of_real_kd"] is None else f"{r['as_dfd_share_of_real_kd']:.1f}"
+        if r["share_datasets"] and len(r["share_datasets"]) < len(DATASETS):
+            share += f" ({', '.join(r['share_datasets'])} only)"
         lines.append(f"| {r['student']} | {r['parameters'] / 1e6:.1f}M | {r['speedup']:.2f}x | {accs} | {share} |")
     return "\n".join(lines) + "\n"
 

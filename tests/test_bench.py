@@ -281,7 +281,7 @@ def test_the_size_table_reads_each_students_folder_and_says_what_is_missing(tmp_
     assert row["accuracy"]["trec"]["as-dfd"] == {"test": 80.5, "seeds": [0, 1]} and row["accuracy"]["mr"]["as-dfd"] is None
     assert row["as_dfd_share_of_real_kd"] == round(100 * 80.5 / 90.5, 1)
     table = (tmp_path / "sizes" / "minilm.md").read_text()
-    assert "| MiniLM-L3 (packaged) | 10.0M | 2.00x | 80.50 (2) / - / 90.50 (2) | - / - / - |" in table
+    assert "| MiniLM-L3 (packaged) | 10.0M | 2.00x | 80.50 (2) / - / 90.50 (2) | - / - / - | - / - / - | 89.0 (trec only) |" in table
     assert (tmp_path / "sizes" / "minilm.png").is_file() and sizes.setting("3") == {} and sizes.setting("1") == {"student": "1"}
 
 

@@ -155,6 +155,5 @@ def plot(out: dict, path: Path) -> None:
     ax.set_ylabel("test accuracy, mean over the datasets run (%)")
     ax.set_title(f"students of the {out['teacher_base']} teacher")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

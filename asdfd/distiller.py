@@ -82,18 +82,16 @@ class Distiller:
         self.teacher = teacher.eval().requires_grad_(False).to(self.device)
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(teacher_dir)
         self.space = TokenSpace.from_teacher(self.teacher, self.tokenizer)
-        self.plan = build_student(cfg.student, self.teacher, self.tokenizer, cfg.allow_pickle)
+        self.plan = build_student(cfg.student, self.teacher, self.tokenizer, cfg.allow_pickle).to(self.device)
         self.layers = self.plan.layer_map
-        self.student = self.plan.model.to(self.device)
+        self.student = self.plan.model
         positions = min(self.space.max_positions, TokenSpace.positions(self.student.config, self.plan.tokenizer))
         if cfg.max_len + 2 > positions:
             raise UserError(
                 f"max_len {cfg.max_len} + 2 special tokens exceeds the {positions} positions that teacher and student read; "
                 f"pass --max-len <= {positions - 2}"
             )
-        adapters = [] if self.plan.adapters is None else list(self.plan.adapters.to(self.device).parameters())
-        if self.plan.bridge is not None:
-            self.plan.bridge.to(self.device)
+        adapters = [] if self.plan.adapters is None else list(self.plan.adapters.parameters())
         self.plan.attach()  # a student of another embedding space reads pseudo samples through the bridge
         student_hidden = int(self.student.config.hidden_size)
         self.synth = synthesizers.build(cfg.method, self.teacher, self.space, self.local, self.device, self.generator, student_hidden=student_hidden)

@@ -104,8 +104,7 @@ def _inspect(run: Path, output: Path, cfg: DistillConfig, report: dict, n: int, 
     reader = Student(student, None, [], {})
     if not reads_teacher_space(student, teacher):  # it read the run's pseudo samples through its input bridge
         reader.bridge = fit_bridge(teacher.cpu(), tokenizer, student.cpu(), load_tokenizer(run))[0]
-        teacher.to(device), student.to(device), reader.bridge.to(device)
-        reader.attach()
+        teacher.to(device), reader.to(device).attach()
     synth = synthesizers.build(cfg.method, teacher, space, cfg, device, generator, student_hidden=student.config.hidden_size)
     batches = [synth.craft(min(cfg.batch_size, n - start), student) for start in range(0, n, cfg.batch_size)]
     batch = PseudoBatch.concat(batches)

@@ -122,6 +122,11 @@ def resolve_student_layers(n_teacher: int, spec: int | list[int] | str) -> list[
     return layers
 
 
+def teacher_key(key: str, layers: list[int]) -> str:
+    """The teacher's name of a student weight: student layer ``j`` is teacher layer ``layers[j]``."""
+    return _LAYER_RE.sub(lambda m: f"{m.group(1)}{layers[int(m.group(2))]}{m.group(3)}", key, count=1)
+
+
 def build_student(teacher: PreTrainedModel, layers: list[int]) -> PreTrainedModel:
     """A student of the teacher's class and width with ``len(layers)`` layers copied from it.
 
@@ -137,8 +142,7 @@ def build_student(teacher: PreTrainedModel, layers: list[int]) -> PreTrainedMode
     t_state = teacher.state_dict()
     new_state = {}
     for key in student.state_dict():
-        m = _LAYER_RE.search(key)
-        src = key if m is None else _LAYER_RE.sub(lambda mm: f"{mm.group(1)}{layers[int(mm.group(2))]}{mm.group(3)}", key, count=1)
+        src = teacher_key(key, layers)
         if src not in t_state:
             raise UserError(f"cannot map student weight '{key}' to the teacher ('{src}' missing); this architecture is not supported")
         new_state[key] = t_state[src].detach().clone()

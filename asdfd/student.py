@@ -30,7 +30,7 @@ from transformers.utils import logging as hf_logging
 
 from .assets import BASES
 from .errors import UserError
-from .models import build_student, evenly_spaced_layers, load_classifier, load_tokenizer, resolve_student_layers
+from .models import build_student, evenly_spaced_layers, load_classifier, load_tokenizer, resolve_student_layers, teacher_key
 
 SHAPE_KEYS = {"layers": "num_hidden_layers", "hidden": "hidden_size", "heads": "num_attention_heads", "intermediate": "intermediate_size"}
 MIN_COVERAGE = 0.95  # share of the teacher's ordinary word pieces the student's vocabulary must hold
@@ -72,6 +72,13 @@ class Student:
                 return args, kwargs
 
             self._hook = self.model.base_model.embeddings.register_forward_pre_hook(to_student_space, with_kwargs=True)
+
+    def to(self, device) -> Student:
+        """The model, the bridge and the adapters on ``device``."""
+        for part in (self.model, self.bridge, self.adapters):
+            if part is not None:
+                part.to(device)
+        return self
 
     def detach(self) -> None:
         """The plain model again: it reads token ids, like the saved student."""
@@ -203,7 +210,7 @@ def _copy_matching(model: PreTrainedModel, teacher: PreTrainedModel, layers: lis
     state = model.state_dict()
     copied = 0
     for key, value in state.items():
-        src = re.sub(r"(\.layer\.)(\d+)(\.)", lambda m: f"{m.group(1)}{layers[int(m.group(2))]}{m.group(3)}", key, count=1)
+        src = teacher_key(key, layers)
         if src in t_state and t_state[src].shape == value.shape:
             state[key] = t_state[src].detach().clone()
             copied += 1

@@ -2,6 +2,8 @@
 
     git worktree add /tmp/before 402efd6          # the code before the speed work
     python -m bench.before_after /tmp/before      # -> bench/results/before_after.json
+    git worktree add /tmp/before-avx2 78377d6     # the code before the AVX2 work, on an AVX2 CPU:
+    python -m bench.before_after /tmp/before-avx2 --precisions auto --out bench/results/avx2/before_after.json
 
 Each checkout runs `python -m asdfd distill` from its own folder on the cached trec teacher with
 an eighth of the default budget (no held-out check); the runs alternate, 3 of each, and the
@@ -35,14 +37,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.before_after", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("before", type=Path, help="a checkout of the older code")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--precisions", default="fp32,auto", help="the --precision values the new code runs at (the old one runs fp32)")
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "before_after.json")
     args = ap.parse_args()
     teacher = cached_teacher("trec")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=args.before, capture_output=True, text=True).stdout.strip()
-    runs = {
-        f"before ({commit}, fp32)": (args.before, []),
-        "after, fp32": (HERE.parent, ["--precision", "fp32"]),
-        "after, precision auto": (HERE.parent, []),
-    }
+    runs = {f"before ({commit}, fp32)": (args.before, [])}
+    for p in args.precisions.split(","):
+        runs["after, precision auto" if p == "auto" else f"after, {p}"] = (HERE.parent, [] if p == "auto" else ["--precision", p])
     times: dict[str, list[dict]] = {k: [] for k in runs}
     for _ in range(args.reps):
         for name, (checkout, extra) in runs.items():
@@ -56,7 +58,8 @@ def main() -> None:
             "student_s": round(statistics.median(t["student"] for t in ts), 1),
             "runs": ts,
         }
-    path = HERE / "results" / "before_after.json"
+    path = args.out
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps({k: {m: v[m] for m in ("distill_s", "synthesis_s", "student_s")} for k, v in out.items() if isinstance(v, dict)}, indent=1))
 

@@ -237,6 +237,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"speed sections to run (default: {','.join(SECTIONS)})")
     ap.add_argument("--reps", type=int, default=7, help="speed: repetitions per timing (medians are reported)")
     ap.add_argument("--fresh", action="store_true", help="speed: rerun the --sections named even if speed.json has them")
+    ap.add_argument(
+        "--isa", default="native,avx2", help="speed: native (into RESULTS) and/or avx2 (as an AVX2-only CPU, into RESULTS/avx2); default both"
+    )
     ap.add_argument("--config", default=None, help="YAML file of these options by name (lists as strings: seeds: '0,1,2'); flags win")
     pre, _ = ap.parse_known_args(argv)
     if pre.config:
@@ -261,7 +264,10 @@ def main(argv: list[str] | None = None) -> None:
         unknown = sorted(set(args.sections.split(",")) - set(SECTIONS))
         if unknown:
             raise SystemExit(f"bench: error: unknown speed sections {unknown}; choose from {','.join(SECTIONS)}")
-        run_speed(results, args.sections.split(","), args.reps, args.fresh)
+        isas = tuple(args.isa.split(","))
+        if not isas or set(isas) - {"native", "avx2"}:
+            raise SystemExit(f"bench: error: --isa takes native, avx2 or both, got '{args.isa}'")
+        run_speed(results, args.sections.split(","), args.reps, args.fresh, isas)
         return
     if args.jobs < 1:
         raise SystemExit(f"bench: error: --jobs must be >= 1, got {args.jobs}")

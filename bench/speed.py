@@ -16,11 +16,20 @@ Sections (each stored as soon as it finishes; a rerun skips finished ones unless
              PyTorch, ONNX and int8, and their latency/throughput at batch 1 and 32 (onnxruntime, CPU)
   lm         lm-text's crafting of one batch (the language model writes, the teacher labels) against
              AS-DFD's, interleaved in one process, per precision
+  profile    torch.profiler over one crafted batch and three student steps of the default run: the
+             time of each phase (starts, guessing, adversarial step, labelling; teacher pass, student
+             forward, self-supervised loss, backward and AdamW) and the operators that take it
 Every figure is a median over repetitions; ratios are taken between figures of the same run.
+
+As an AVX2-only CPU: `--isa avx2` (part of the default `--isa native,avx2`) runs the same
+sections in a child process whose kernels are capped at AVX2 (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA,
+MKL_ENABLE_INSTRUCTIONS) into RESULTS/avx2/, and checks from torch's and oneDNN's own reports that
+the caps took. On a CPU without AVX-512 the native run is that run, so it is made once, there.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -43,7 +52,9 @@ from asdfd.distiller import REPORT_NAME, Distiller
 from asdfd.models import build_student, load_classifier, load_teacher, load_tokenizer, resolve_student_layers
 from asdfd.runtime import atomic_write_text, autocast, native_bf16, set_threads
 
-SECTIONS = ("synthesis", "training", "inference", "distill", "parallel", "onnx", "lm")
+SECTIONS = ("synthesis", "training", "inference", "distill", "parallel", "onnx", "lm", "profile")
+# what makes an AVX-512 CPU run as an AVX2-only one: torch's own kernels, oneDNN's, MKL's (Intel CPUs)
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 PRECISIONS = ("fp32", "bf16")
 SCALE_BASE = {"pseudo_samples": 384, "student_steps": 75}  # the default's 3072 : 600, an eighth of it
 
@@ -243,13 +254,16 @@ def child(args: list[str]) -> None:
 
 def distill_runs(teacher_dir: Path, done: dict, save: Callable[[dict], None]) -> dict:
     runs = dict(done)
-    plan = {"default": {}} | {f"scale{k}x": {key: v * k for key, v in SCALE_BASE.items()} for k in (1, 2, 4)}
+    plan = {"default": {}, "real-kd": {"method": "real-kd", "data": "trec"}}
+    plan |= {f"scale{k}x": {key: v * k for key, v in SCALE_BASE.items()} for k in (1, 2, 4)}
     for name, settings in plan.items():
         if name in runs:
             continue
         runs[name] = distill_child(teacher_dir, settings)
         print(f"distill {name}: {runs[name]}", flush=True)
         save(runs)
+    if "real-kd" in runs:  # the default's wall time against real-data KD of the same student at the same budget
+        runs["default"]["vs_real_kd"] = round(runs["default"]["distill_wall_s"] / runs["real-kd"]["distill_wall_s"], 3)
     base = runs["scale1x"]
     for k in (2, 4):
         r = runs[f"scale{k}x"]
@@ -306,6 +320,102 @@ def onnx_export(teacher_dir: Path, reps: int) -> dict:
     return out
 
 
+def profile_run(teacher_dir: Path, reps: int) -> dict:
+    """torch.profiler over one crafted batch and three student steps of the default run (after two
+    of each as warm-up): each phase's time and share, and the operators that take the most time."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    def labelled(label: str, fn: Callable) -> Callable:
+        def run(*args, **kwargs):
+            with record_function(label):
+                return fn(*args, **kwargs)
+
+        return run
+
+    d = Distiller(teacher_dir, DistillConfig())
+    synth, n, steps = d.synth, d.cfg.batch_size, 3
+    step = synth.step
+    synth.step = lambda c, student, adversarial: labelled("adversarial step" if adversarial else "guessing steps", step)(c, student, adversarial)
+    synth.best_starts = labelled("starts", synth.best_starts)
+    synth.student_loss = labelled("self-supervised loss", synth.student_loss)
+    d.objective.teacher_outputs = labelled("teacher pass", d.objective.teacher_outputs)
+    for _ in range(2):
+        synth.synthesize(d.student)
+        d.update(d.objective(synth.sample(n))[0])
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with record_function("craft"):
+            synth.synthesize(d.student)
+        for _ in range(steps):
+            with record_function("step"):
+                batch = synth.sample(n)
+                with record_function("objective"):
+                    loss = d.objective(batch)[0]
+                with record_function("backward, clipping, AdamW"):
+                    d.update(loss)
+    events = prof.key_averages()
+    t = {e.key: e.cpu_time_total / 1e6 for e in events}
+    craft = {k: t.get(k, 0.0) for k in ("starts", "guessing steps", "adversarial step")}
+    craft["labelling pass and the rest"] = t["craft"] - sum(craft.values())
+    objective = t["objective"] - t["teacher pass"] - t.get("self-supervised loss", 0.0)
+    student = {
+        "teacher pass": t["teacher pass"],
+        "student forward and KD losses": objective,
+        "self-supervised loss": t.get("self-supervised loss", 0.0),
+        "backward, clipping, AdamW": t["backward, clipping, AdamW"],
+    }
+    student["pool draw, mixtures and the rest"] = t["step"] - sum(student.values())
+    ops = sorted((e for e in events if e.key.startswith("aten::")), key=lambda e: -e.self_cpu_time_total)
+    whole = sum(e.self_cpu_time_total for e in ops)
+
+    def shares(parts: dict, total: float, per: int) -> dict:
+        return {k: {"s": round(v / per, 4), "share": round(v / total, 3)} for k, v in parts.items()}
+
+    return {
+        "precision": d.cfg.precision,
+        "craft_s": round(t["craft"], 3),
+        "student_step_s": round(t["step"] / steps, 3),
+        "craft": shares(craft, t["craft"], 1),
+        "student_step": shares(student, t["step"], steps),
+        "top_ops": [{"op": e.key, "share": round(e.self_cpu_time_total / whole, 3)} for e in ops[:10]],
+    }
+
+
+@functools.cache
+def isa_probe() -> dict:
+    """Which kernels this process's environment really gets (checked in a child with the same
+    variables): torch's own CPU capability, the ISA oneDNN reports, MKL's banner (it names the ISA
+    on Intel CPUs only), the CPU's vector flags, and the caps that were set."""
+    code = (
+        "import torch\n"
+        "a = torch.randn(64, 64); a @ a\n"
+        "with torch.no_grad(), torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):\n"
+        "    torch.nn.Conv2d(16, 16, 3)(torch.randn(4, 16, 16, 16))\n"
+        "print('aten:' + torch.backends.cpu.get_cpu_capability())\n"
+    )
+    run_env = {**os.environ, "MKL_VERBOSE": "1", "ONEDNN_VERBOSE": "1", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True, text=True).stdout
+    found = {"aten": "", "onednn": "", "mkl": ""}
+    for line in out.splitlines():
+        if line.startswith("aten:"):
+            found["aten"] = line[5:]
+        elif ",isa:" in line:
+            found["onednn"] = line.split(",isa:", 1)[1].strip()
+        elif line.startswith("MKL_VERBOSE oneMKL") or line.startswith("MKL_VERBOSE Intel"):
+            found["mkl"] = line.split(" for ", 1)[-1].split(",")[0]
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        flags = []
+    found["cpu_flags"] = sorted({f for f in flags if f.startswith(("avx", "amx", "fma"))})
+    found["caps"] = {k: v for k, v in os.environ.items() if k in AVX2_ENV}
+    return found
+
+
+def native_avx2_only() -> bool:
+    """Is this CPU without AVX-512, so that its native run is the AVX2 run?"""
+    return not torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
+
 def machine() -> dict:
     cpu = ""
     try:
@@ -318,11 +428,34 @@ def machine() -> dict:
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "isa": isa_probe(),
         "platform": platform.platform(),
     }
 
 
-def run_speed(results: Path, sections: list[str], reps: int, fresh: bool) -> dict:
+def run_speed(results: Path, sections: list[str], reps: int, fresh: bool, isas: tuple[str, ...] = ("native", "avx2")) -> dict:
+    """The sections natively into ``results`` and as an AVX2-only CPU into ``results/avx2`` (see the
+    module's docstring); on a CPU without AVX-512 the one run goes to ``results/avx2``."""
+    if "avx2" not in isas:
+        return measure(results, sections, reps, fresh)
+    if native_avx2_only():
+        print("this CPU has no AVX-512: its native run is the AVX2 run, measured once into", results / "avx2", flush=True)
+        return measure(results / "avx2", sections, reps, fresh)
+    if "native" in isas:
+        measure(results, sections, reps, fresh)
+    cmd = [sys.executable, "-m", "bench", "--speed", "--isa", "native", "--sections", ",".join(sections), "--reps", str(reps)]
+    cmd += ["--results", str(results / "avx2")] + (["--fresh"] if fresh else [])
+    proc = subprocess.run(cmd, env={**os.environ, **AVX2_ENV}, cwd=Path(__file__).resolve().parent.parent)
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: the AVX2 run failed ({proc.returncode})")
+    data = json.loads((results / "avx2" / "speed.json").read_text())
+    isa = next(iter(data["machine"].values()))["isa"]
+    if isa["aten"] != "AVX2" or "AVX2" not in isa["onednn"].upper():
+        raise SystemExit(f"bench: the AVX2 caps did not take (torch {isa['aten']}, oneDNN {isa['onednn']}); its figures are not an AVX2 CPU's")
+    return data
+
+
+def measure(results: Path, sections: list[str], reps: int, fresh: bool) -> dict:
     set_threads()
     path = results / "speed.json"
     data = json.loads(path.read_text()) if path.is_file() else {}
@@ -356,6 +489,8 @@ def run_speed(results: Path, sections: list[str], reps: int, fresh: bool) -> dic
             save(section, parallel_runs(teacher_dir, reps))
         elif section == "onnx":
             save(section, onnx_export(teacher_dir, reps))
+        elif section == "profile":
+            save(section, profile_run(teacher_dir, reps))
         elif section == "distill":
             save(section, distill_runs(teacher_dir, data.get("distill", {}), lambda runs: save("distill", runs)))
     (results / "speed.md").write_text(speed_table(data))
@@ -366,7 +501,10 @@ def run_speed(results: Path, sections: list[str], reps: int, fresh: bool) -> dic
 def speed_table(data: dict) -> str:
     lines = ["# Speed (python -m bench --speed)", ""]
     for section, m in data.get("machine", {}).items():
-        lines.append(f"- {section}: {m['cpu']}, {m['cores_usable']} cores, {m['torch_threads']} torch threads, torch {m['torch']}")
+        isa = m.get("isa")
+        kernels = f"; kernels: torch {isa['aten']}, oneDNN {isa['onednn'] or '?'}; CPU flags {' '.join(isa['cpu_flags'])}" if isa else ""
+        caps = f"; capped by {', '.join(f'{k}={v}' for k, v in isa['caps'].items())}" if isa and isa["caps"] else ""
+        lines.append(f"- {section}: {m['cpu']}, {m['cores_usable']} cores, {m['torch_threads']} torch threads, torch {m['torch']}{kernels}{caps}")
     if "synthesis" in data:
         lines += ["", "## Synthesis against its floor (one pseudo batch)", "", "| precision | floor s | craft s | ratio |", "|---|---|---|---|"]
         for p, r in data["synthesis"].items():
@@ -409,6 +547,17 @@ def speed_table(data: dict) -> str:
                 f"| {name} | {s} | {r['distill_wall_s']} | {r['phase_s']['synthesis']:.1f} | {r['peak_rss_mb']} | "
                 f"{r.get('time_ratio', '')} | {r.get('synthesis_ratio', '')} |"
             )
+    if "distill" in data and "vs_real_kd" in data["distill"].get("default", {}):
+        lines.append(f"\nThe default against real-data KD of the same student: {data['distill']['default']['vs_real_kd']:.2f}x the wall time")
+    if "profile" in data:
+        r = data["profile"]
+        lines += ["", f"## Where the time goes (torch.profiler, {r['precision']})", ""]
+        lines += ["| part | s | share |", "|---|---|---|"]
+        lines.append(f"| **one crafted batch** | {r['craft_s']:.3f} | |")
+        lines += [f"| {k} | {v['s']:.3f} | {v['share']:.0%} |" for k, v in r["craft"].items()]
+        lines.append(f"| **one student step** | {r['student_step_s']:.3f} | |")
+        lines += [f"| {k} | {v['s']:.3f} | {v['share']:.0%} |" for k, v in r["student_step"].items()]
+        lines.append("\nOperators by own time: " + ", ".join(f"{o['op']} {o['share']:.0%}" for o in r["top_ops"]))
     if "parallel" in data:
         r = data["parallel"]
         lines += ["", "## One process against two (`--num-processes 2`), same global budget", ""]

@@ -17,6 +17,26 @@ def test_auto_precision_resolves_to_what_the_hardware_has(monkeypatch):
     assert DistillConfig(device="cpu", precision="bf16").validate().precision == "bf16"
 
 
+def test_bf16_is_native_only_where_the_kernels_may_use_it(monkeypatch):
+    """An AVX512-BF16 CPU run as an AVX2-only one (the speed bench's AVX2 run) does not pick bf16."""
+    import asdfd.runtime as rt
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(rt.Path, "read_text", lambda self, *a, **k: "flags\t: fpu avx2 avx512f avx512_bf16\n")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert rt.native_bf16(cpu)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert not rt.native_bf16(cpu)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
+    assert rt.native_bf16(cpu)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")  # ATEN_CPU_CAPABILITY=avx2
+    assert not rt.native_bf16(cpu)
+    monkeypatch.setattr(rt.Path, "read_text", lambda self, *a, **k: "flags\t: fpu avx2\n")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert not rt.native_bf16(cpu)
+
+
 def test_threads_rise_to_every_core_unless_the_caller_chose_a_count(monkeypatch):
     import asdfd.runtime as rt
 

@@ -69,3 +69,34 @@ def test_lm_section_times_lm_text_against_as_dfd(tiny_teacher_dir, tiny_lm):
     assert out["batch"] == 32 and out["as_dfd_craft_s"] > 0 and out["lm_text_craft_s"] > 0
     assert abs(out["ratio"] - out["lm_text_craft_s"] / out["as_dfd_craft_s"]) < 0.05 * out["ratio"] + 0.01
     assert "| fp32 | " in speed_table({"lm": {"fp32": out}})
+
+
+def test_profile_section_splits_a_crafted_batch_and_a_student_step(tiny_teacher_dir):
+    from bench.speed import profile_run
+
+    out = profile_run(tiny_teacher_dir, reps=1)
+    # the rest of each part is what no label covers: never negative (labels counted twice would make it so)
+    assert 0 <= out["craft"]["labelling pass and the rest"]["share"] < 1
+    assert 0 <= out["student_step"]["pool draw, mixtures and the rest"]["share"] < 1
+    assert out["craft"]["guessing steps"]["s"] > 0 and out["craft"]["adversarial step"]["s"] > 0 and out["craft"]["starts"]["s"] > 0
+    assert out["student_step"]["teacher pass"]["s"] > 0 and out["student_step"]["self-supervised loss"]["s"] > 0
+    assert out["top_ops"] and all(o["op"].startswith("aten::") for o in out["top_ops"])
+    assert "| guessing steps |" in speed_table({"profile": out})
+
+
+def test_isa_probe_sees_the_caps_take(monkeypatch):
+    """The caps the AVX2 run sets are checked from torch's and oneDNN's own reports: capped lower
+    still (every x86 CPU has SSE4.1), both say so."""
+    import platform
+
+    import pytest
+
+    from bench.speed import isa_probe
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("x86 ISA caps")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "SSE41")
+    found = isa_probe.__wrapped__()
+    assert found["aten"] == "DEFAULT" and "SSE4.1" in found["onednn"]
+    assert found["caps"] == {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"}

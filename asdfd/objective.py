@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
+from . import bucketing
 from .config import DistillConfig
 from .errors import UserError
 from .losses import hidden_loss, kd_loss
@@ -43,7 +44,7 @@ class StudentObjective:
         use_hidden = cfg.lambda_hidden > 0
         t_logits, t_hidden = self.teacher_outputs(batch, use_hidden)
         with autocast(self.device, cfg.precision):
-            s_out = self.student(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask, output_hidden_states=use_hidden)
+            s_out = bucketing.forward(self.student, batch.embeds, batch.attention_mask, output_hidden_states=use_hidden)
             loss = kd_loss(s_out.logits, t_logits, cfg.temperature)
             logs = {"kd": loss.item()}
             if use_hidden:
@@ -64,7 +65,7 @@ class StudentObjective:
             return batch.teacher_logits, None
         # no_grad, not inference_mode: these tensors are targets in the student's autograd graph
         with torch.no_grad(), autocast(self.device, self.cfg.precision):
-            out = self.teacher(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask, output_hidden_states=hidden)
+            out = bucketing.forward(self.teacher, batch.embeds, batch.attention_mask, output_hidden_states=hidden)
         return out.logits.float(), (out.hidden_states if hidden else None)
 
     def gold(self, batch: PseudoBatch) -> tuple[torch.Tensor, dict[str, float]]:

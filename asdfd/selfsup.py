@@ -12,11 +12,12 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
+from . import bucketing
 from .models import TokenSpace
 
 
 def last_hidden(student: PreTrainedModel, embeds: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
-    return student.base_model(inputs_embeds=embeds, attention_mask=attn).last_hidden_state
+    return bucketing.forward(student.base_model, embeds, attn).last_hidden_state
 
 
 class ReplacedTokenDetection(nn.Module):

@@ -16,6 +16,8 @@ Sections (each stored as soon as it finishes; a rerun skips finished ones unless
              PyTorch, ONNX and int8, and their latency/throughput at batch 1 and 32 (onnxruntime, CPU)
   lm         lm-text's crafting of one batch (the language model writes, the teacher labels) against
              AS-DFD's, interleaved in one process, per precision
+  buckets    the passes a run makes most (a guessing step, the start pass, a student step) with the batch
+             run whole and in 2, 3 and 4 length groups (asdfd/bucketing.py), interleaved in one process
   profile    torch.profiler over one crafted batch and three student steps of the default run: the
              time of each phase (starts, guessing, adversarial step, labelling; teacher pass, student
              forward, self-supervised loss, backward and AdamW) and the operators that take it
@@ -52,7 +54,7 @@ from asdfd.distiller import REPORT_NAME, Distiller
 from asdfd.models import build_student, load_classifier, load_teacher, load_tokenizer, resolve_student_layers
 from asdfd.runtime import atomic_write_text, autocast, native_bf16, set_threads
 
-SECTIONS = ("synthesis", "training", "inference", "distill", "parallel", "onnx", "lm", "profile")
+SECTIONS = ("synthesis", "training", "inference", "distill", "parallel", "onnx", "lm", "buckets", "profile")
 # what makes an AVX-512 CPU run as an AVX2-only one: torch's own kernels, oneDNN's, MKL's (Intel CPUs)
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 PRECISIONS = ("fp32", "bf16")
@@ -320,6 +322,45 @@ def onnx_export(teacher_dir: Path, reps: int) -> dict:
     return out
 
 
+def bucket_runs(teacher_dir: Path, reps: int) -> dict:
+    """Seconds of the three passes a run makes most, whole (1) and in 2-4 length groups; the same
+    samples and the same student throughout (no optimiser step), interleaved."""
+    from asdfd import bucketing
+    from asdfd.losses import hidden_loss, kd_loss
+
+    d = Distiller(teacher_dir, DistillConfig())
+    cfg, synth = d.cfg, d.synth
+    batch = synth.craft(cfg.batch_size, d.student)
+    starts = synth.craft(cfg.batch_size * cfg.init_candidates, d.student)  # the start pass's shape
+
+    def guessing_step(k: int) -> None:
+        x = batch.embeds.clone().requires_grad_(True)
+        with autocast(d.device, cfg.precision):
+            logits = bucketing.forward(d.teacher, x, batch.attention_mask, buckets=k).logits
+        torch.autograd.grad(F.cross_entropy(logits.float(), batch.targets), [x])
+
+    def start_pass(k: int) -> None:
+        with torch.no_grad(), autocast(d.device, cfg.precision):
+            bucketing.forward(d.teacher, starts.embeds, starts.attention_mask, buckets=k)
+
+    def student_step(k: int) -> None:
+        with torch.no_grad(), autocast(d.device, cfg.precision):
+            t = bucketing.forward(d.teacher, batch.embeds, batch.attention_mask, True, buckets=k)
+        with autocast(d.device, cfg.precision):
+            s = bucketing.forward(d.student, batch.embeds, batch.attention_mask, True, buckets=k)
+            hidden = hidden_loss(s.hidden_states, t.hidden_states, d.layers, batch.attention_mask)
+            loss = kd_loss(s.logits, t.logits.float(), cfg.temperature) + hidden
+        loss.backward()
+        d.student.zero_grad(set_to_none=True)
+
+    out: dict = {"precision": cfg.precision, "default": bucketing.BUCKETS}
+    for name, fn in (("guessing_step", guessing_step), ("start_pass", start_pass), ("student_step", student_step)):
+        t = interleaved({k: (lambda k=k, fn=fn: fn(k)) for k in (1, 2, 3, 4)}, reps)
+        out[name] = {str(k): {"s": round(v, 4), "vs_whole": round(v / t[1], 3)} for k, v in t.items()}
+        print(f"buckets {name}: " + ", ".join(f"{k}: {v:.3f}s" for k, v in t.items()), flush=True)
+    return out
+
+
 def profile_run(teacher_dir: Path, reps: int) -> dict:
     """torch.profiler over one crafted batch and three student steps of the default run (after two
     of each as warm-up): each phase's time and share, and the operators that take the most time."""
@@ -491,6 +532,8 @@ def measure(results: Path, sections: list[str], reps: int, fresh: bool) -> dict:
             save(section, onnx_export(teacher_dir, reps))
         elif section == "profile":
             save(section, profile_run(teacher_dir, reps))
+        elif section == "buckets":
+            save(section, bucket_runs(teacher_dir, reps))
         elif section == "distill":
             save(section, distill_runs(teacher_dir, data.get("distill", {}), lambda runs: save("distill", runs)))
     (results / "speed.md").write_text(speed_table(data))
@@ -549,6 +592,13 @@ def speed_table(data: dict) -> str:
             )
     if "distill" in data and "vs_real_kd" in data["distill"].get("default", {}):
         lines.append(f"\nThe default against real-data KD of the same student: {data['distill']['default']['vs_real_kd']:.2f}x the wall time")
+    if "buckets" in data:
+        r = data["buckets"]
+        lines += ["", f"## Length groups (asdfd/bucketing.py, {r['precision']}; the package uses {r['default']})", ""]
+        lines += ["| pass | whole s | 2 groups | 3 groups | 4 groups |", "|---|---|---|---|---|"]
+        for name in ("guessing_step", "start_pass", "student_step"):
+            v = r[name]
+            lines.append(f"| {name.replace('_', ' ')} | {v['1']['s']:.3f} | " + " | ".join(f"{v[k]['vs_whole']:.2f}x" for k in "234") + " |")
     if "profile" in data:
         r = data["profile"]
         lines += ["", f"## Where the time goes (torch.profiler, {r['precision']})", ""]

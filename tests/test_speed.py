@@ -100,3 +100,12 @@ def test_isa_probe_sees_the_caps_take(monkeypatch):
     found = isa_probe.__wrapped__()
     assert found["aten"] == "DEFAULT" and "SSE4.1" in found["onednn"]
     assert found["caps"] == {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"}
+
+
+def test_bucket_section_times_each_pass_whole_and_grouped(tiny_teacher_dir):
+    from bench.speed import bucket_runs
+
+    out = bucket_runs(tiny_teacher_dir, reps=1)
+    for name in ("guessing_step", "start_pass", "student_step"):
+        assert set(out[name]) == {"1", "2", "3", "4"} and out[name]["1"]["vs_whole"] == 1.0
+    assert "| start pass |" in speed_table({"buckets": out})

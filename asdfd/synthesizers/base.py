@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
 
+from .. import bucketing
 from ..config import DistillConfig
 from ..errors import UserError
 from ..models import TokenSpace
@@ -176,7 +177,7 @@ class Synthesizer:
 
     def teacher_logits(self, embeds: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
         with self.autocast():
-            return self.teacher(inputs_embeds=embeds, attention_mask=attn).logits.float()
+            return bucketing.forward(self.teacher, embeds, attn).logits.float()
 
     def _record(self, batch: PseudoBatch) -> None:
         probs = F.softmax(batch.teacher_logits.float(), dim=-1).cpu()

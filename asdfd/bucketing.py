@@ -1,0 +1,47 @@
+"""One forward pass over a padded batch as a few passes over samples of similar length.
+
+Pseudo samples are 8 to 24 tokens long in frames of 26 positions, so about a third of what a
+plain pass computes is padding. Sorted by length and cut into ``BUCKETS`` groups, each group
+trimmed to its own longest sample, the same samples cost a fifth less (docs/PERFORMANCE.md). The
+outputs are the plain pass's, up to float rounding: padding is masked out of attention, so a
+sample's states do not depend on how much padding follows it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+BUCKETS = 3  # chosen by measurement on 2-core AVX2 (docs/PERFORMANCE.md)
+MIN_ROWS = 8  # smaller groups than this make the matrix products less efficient than the padding they save
+
+
+def forward(model, embeds: torch.Tensor, attention_mask: torch.Tensor, output_hidden_states: bool = False, buckets: int = BUCKETS):
+    """``model(inputs_embeds=embeds, attention_mask=attention_mask)`` run by length groups.
+
+    Returns the model's own output type with every field in the batch's own order; per-token fields
+    (``last_hidden_state``, ``hidden_states``) are padded back to the full width with zeros where a
+    group was trimmed. Padding must follow the tokens (right padding), as in every frame and
+    tokenizer batch here; differentiable in ``embeds``. On a GPU it is the plain pass."""
+    n, width = attention_mask.shape
+    groups = min(buckets, n // MIN_ROWS) if embeds.device.type == "cpu" else 1  # a GPU gains nothing from smaller launches
+    extent = attention_mask.flip(1).cumsum(1).clamp(max=1).sum(1)  # last attended position + 1
+    if groups <= 1 or int(extent.max()) - int(extent.min()) < 2:
+        return model(inputs_embeds=embeds, attention_mask=attention_mask, output_hidden_states=output_hidden_states)
+    order = extent.argsort(stable=True)
+    outs = []
+    for idx in order.tensor_split(groups):
+        w = int(extent[idx].max())
+        outs.append(model(inputs_embeds=embeds[idx, :w], attention_mask=attention_mask[idx, :w], output_hidden_states=output_hidden_states))
+    back = order.argsort()
+
+    def joined(parts: list[torch.Tensor]) -> torch.Tensor:
+        if parts[0].dim() >= 3:  # (rows, tokens, ...): back to the full width
+            parts = [F.pad(p, (0, 0) * (p.dim() - 2) + (0, width - p.shape[1])) for p in parts]
+        return torch.cat(parts)[back]
+
+    fields = {}
+    for key in outs[0].keys():
+        parts = [o[key] for o in outs]
+        fields[key] = tuple(joined(list(layer)) for layer in zip(*parts, strict=True)) if isinstance(parts[0], tuple) else joined(parts)
+    return type(outs[0])(**fields)

@@ -1,0 +1,66 @@
+"""A forward pass by length groups gives the plain pass's outputs and gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import BertForSequenceClassification
+
+from asdfd import bucketing
+from tests.conftest import tiny_config
+
+
+def right_padded(n: int, width: int, lengths: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    lengths = lengths or torch.randint(3, width + 1, (n,), generator=g).tolist()
+    mask = (torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]).long()
+    return torch.randn(n, width, 32, generator=g), mask
+
+
+@pytest.mark.parametrize("buckets", [2, 3, 4])
+def test_groups_give_the_plain_outputs_and_gradients(buckets):
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(tiny_config()).eval()
+    embeds, mask = right_padded(40, 26)
+    x1 = embeds.clone().requires_grad_(True)
+    plain = model(inputs_embeds=x1, attention_mask=mask, output_hidden_states=True)
+    x2 = embeds.clone().requires_grad_(True)
+    grouped = bucketing.forward(model, x2, mask, output_hidden_states=True, buckets=buckets)
+    assert torch.allclose(plain.logits, grouped.logits, atol=1e-5)
+    assert len(plain.hidden_states) == len(grouped.hidden_states)
+    keep = mask.bool()
+    for a, b in zip(plain.hidden_states, grouped.hidden_states, strict=True):
+        assert a.shape == b.shape  # padded back to the full width
+        assert torch.allclose(a[keep], b[keep], atol=1e-5)
+    (g1,) = torch.autograd.grad(plain.logits.sum() + sum(h[keep].sum() for h in plain.hidden_states), [x1])
+    (g2,) = torch.autograd.grad(grouped.logits.sum() + sum(h[keep].sum() for h in grouped.hidden_states), [x2])
+    assert torch.allclose(g1, g2, atol=1e-4)
+
+
+def test_small_or_even_batches_take_the_plain_pass():
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(tiny_config()).eval()
+    calls = []
+    model.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["inputs_embeds"].shape), with_kwargs=True)
+    embeds, mask = right_padded(12, 20)  # fewer rows than two groups need
+    bucketing.forward(model, embeds, mask)
+    embeds, mask = right_padded(32, 20, [20] * 32)  # nothing to trim
+    bucketing.forward(model, embeds, mask)
+    assert calls == [(12, 20, 32), (32, 20, 32)]
+    embeds, mask = right_padded(32, 20, [4] * 16 + [20] * 16)
+    calls.clear()
+    bucketing.forward(model, embeds, mask, buckets=2)
+    assert calls == [(16, 4, 32), (16, 20, 32)]  # each group cut to its own longest sample
+
+
+def test_an_encoder_without_a_head_gets_its_own_output_back():
+    """The self-supervised task reads the student's base model: last hidden state and pooler output."""
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(tiny_config()).eval().base_model
+    embeds, mask = right_padded(24, 18)
+    plain = model(inputs_embeds=embeds, attention_mask=mask)
+    grouped = bucketing.forward(model, embeds, mask)
+    assert type(grouped) is type(plain) and grouped.last_hidden_state.shape == plain.last_hidden_state.shape
+    keep = mask.bool()
+    assert torch.allclose(plain.last_hidden_state[keep], grouped.last_hidden_state[keep], atol=1e-5)
+    assert torch.allclose(plain.pooler_output, grouped.pooler_output, atol=1e-5)

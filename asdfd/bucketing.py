@@ -16,6 +16,15 @@ BUCKETS = 3  # chosen by measurement on 2-core AVX2 (docs/PERFORMANCE.md)
 MIN_ROWS = 8  # smaller groups than this make the matrix products less efficient than the padding they save
 
 
+def length_groups(lengths: torch.Tensor, buckets: int = BUCKETS) -> list[torch.Tensor]:
+    """Row indices in up to ``buckets`` groups of similar ``lengths`` (shortest first; one group of
+    every row, in order, where grouping would not pay: small batches, lengths nearly equal)."""
+    groups = min(buckets, len(lengths) // MIN_ROWS)
+    if groups <= 1 or int(lengths.max()) - int(lengths.min()) < 2:
+        return [torch.arange(len(lengths), device=lengths.device)]
+    return list(lengths.argsort(stable=True).tensor_split(groups))
+
+
 def forward(model, embeds: torch.Tensor, attention_mask: torch.Tensor, output_hidden_states: bool = False, buckets: int = BUCKETS):
     """``model(inputs_embeds=embeds, attention_mask=attention_mask)`` run by length groups.
 
@@ -23,17 +32,16 @@ def forward(model, embeds: torch.Tensor, attention_mask: torch.Tensor, output_hi
     (``last_hidden_state``, ``hidden_states``) are padded back to the full width with zeros where a
     group was trimmed. Padding must follow the tokens (right padding), as in every frame and
     tokenizer batch here; differentiable in ``embeds``. On a GPU it is the plain pass."""
-    n, width = attention_mask.shape
-    groups = min(buckets, n // MIN_ROWS) if embeds.device.type == "cpu" else 1  # a GPU gains nothing from smaller launches
+    width = attention_mask.shape[1]
     extent = attention_mask.flip(1).cumsum(1).clamp(max=1).sum(1)  # last attended position + 1
-    if groups <= 1 or int(extent.max()) - int(extent.min()) < 2:
+    groups = length_groups(extent, buckets if embeds.device.type == "cpu" else 1)  # a GPU gains nothing from smaller launches
+    if len(groups) == 1:
         return model(inputs_embeds=embeds, attention_mask=attention_mask, output_hidden_states=output_hidden_states)
-    order = extent.argsort(stable=True)
     outs = []
-    for idx in order.tensor_split(groups):
+    for idx in groups:
         w = int(extent[idx].max())
         outs.append(model(inputs_embeds=embeds[idx, :w], attention_mask=attention_mask[idx, :w], output_hidden_states=output_hidden_states))
-    back = order.argsort()
+    back = torch.cat(groups).argsort()
 
     def joined(parts: list[torch.Tensor]) -> torch.Tensor:
         if parts[0].dim() >= 3:  # (rows, tokens, ...): back to the full width

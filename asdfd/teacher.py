@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
 
+from . import bucketing
 from .assets import resolve_base
 from .config import TeacherConfig, save_config
 from .data import Dataset
@@ -19,6 +21,21 @@ from .models import load_tokenizer
 from .runtime import atomic_dir, check_output_dir, progress, resolve_device, seed_everything, set_threads
 
 REPORT_NAME = "teacher_report.json"
+
+
+def accumulate_gradients(model, tokenizer, enc, lengths: torch.Tensor, idx: np.ndarray, y: torch.Tensor, device) -> float:
+    """Gradients of the mean cross-entropy over the texts ``idx`` into ``model``'s ``.grad``; the
+    batch runs as groups of similar length, each padded to its own longest text (on the CPU), which
+    is the same gradient at less padding. Returns the loss."""
+    loss = 0.0
+    for part in bucketing.length_groups(lengths[idx], bucketing.BUCKETS if device.type == "cpu" else 1):
+        rows = idx[part.numpy()]
+        batch = tokenizer.pad({k: [enc[k][j] for j in rows] for k in ("input_ids", "attention_mask")}, return_tensors="pt")
+        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+        part_loss = F.cross_entropy(logits.float(), y[rows].to(device), reduction="sum") / len(idx)
+        part_loss.backward()
+        loss += part_loss.item()
+    return loss
 
 
 def train_teacher(
@@ -46,6 +63,7 @@ def train_teacher(
     tokenizer = load_tokenizer(base)
     y = torch.as_tensor(label_ids(model, train.labels))
     enc = tokenizer(train.texts, truncation=True, max_length=max_length)
+    lengths = torch.tensor([len(ids) for ids in enc["input_ids"]])
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = int(np.ceil(len(train) / cfg.batch_size))
     total = steps_per_epoch * cfg.epochs
@@ -59,17 +77,13 @@ def train_teacher(
         bar = progress(range(steps_per_epoch), desc=f"teacher epoch {epoch + 1}/{cfg.epochs}", unit="step")
         for i in bar:
             idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            batch = tokenizer.pad(
-                {"input_ids": [enc["input_ids"][j] for j in idx], "attention_mask": [enc["attention_mask"][j] for j in idx]}, return_tensors="pt"
-            )
-            loss = model(**{k: v.to(device) for k, v in batch.items()}, labels=y[idx].to(device)).loss
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = accumulate_gradients(model, tokenizer, enc, lengths, idx, y, device)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
             if i % 20 == 0:
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+                bar.set_postfix(loss=f"{loss:.3f}")
         val = evaluate_model(model, tokenizer, validation, desc="validation")["accuracy"]
         history.append({"epoch": epoch + 1, "validation_accuracy": val})
         if val > best:

@@ -7,7 +7,9 @@
 
 Each checkout runs `python -m asdfd distill` from its own folder on the cached trec teacher with
 an eighth of the default budget (no held-out check); the runs alternate, 3 of each, and the
-medians of the distill report's phase times are kept (process start-up excluded).
+medians of the distill report's phase times are kept (process start-up excluded). With
+`--what teacher` each runs one epoch of `asdfd train-teacher --data trec` instead (its training
+time, validation excluded, and the epoch's validation accuracy).
 """
 
 from __future__ import annotations
@@ -33,12 +35,21 @@ def distill_times(checkout: Path, teacher: Path, extra: list[str]) -> dict:
         return json.loads(Path(f"{tmp}/s/distill_report.json").read_text())["wall_time_s"]
 
 
+def teacher_times(checkout: Path, extra: list[str]) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "asdfd", "train-teacher", "--data", "trec", "--epochs", "1", "--output", f"{tmp}/t", "--quiet"]
+        subprocess.run(cmd, cwd=checkout, check=True)
+        report = json.loads(Path(f"{tmp}/t/teacher_report.json").read_text())
+    return {"train": report["train_time_s"], "validation_accuracy": report["validation_accuracy"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.before_after", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("before", type=Path, help="a checkout of the older code")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--precisions", default="fp32,auto", help="the --precision values the new code runs at (the old one runs fp32)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "before_after.json")
+    ap.add_argument("--what", choices=("distill", "teacher"), default="distill", help="time distillation (default) or one epoch of teacher training")
     args = ap.parse_args()
     teacher = cached_teacher("trec")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=args.before, capture_output=True, text=True).stdout.strip()
@@ -48,10 +59,14 @@ def main() -> None:
     times: dict[str, list[dict]] = {k: [] for k in runs}
     for _ in range(args.reps):
         for name, (checkout, extra) in runs.items():
-            times[name].append(distill_times(checkout, teacher, extra))
+            times[name].append(distill_times(checkout, teacher, extra) if args.what == "distill" else teacher_times(checkout, extra))
             print(name, times[name][-1], flush=True)
     out = {"budget": BUDGET, "reps": args.reps}
     for name, ts in times.items():
+        if args.what == "teacher":
+            out["budget"] = "asdfd train-teacher --data trec --epochs 1"
+            out[name] = {"train_s": round(statistics.median(t["train"] for t in ts), 1), "runs": ts}
+            continue
         out[name] = {
             "distill_s": round(statistics.median(sum(t.values()) for t in ts), 1),
             "synthesis_s": round(statistics.median(t["synthesis"] for t in ts), 1),
@@ -61,7 +76,7 @@ def main() -> None:
     path = args.out
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps({k: {m: v[m] for m in ("distill_s", "synthesis_s", "student_s")} for k, v in out.items() if isinstance(v, dict)}, indent=1))
+    print(json.dumps({k: {m: x for m, x in v.items() if m != "runs"} for k, v in out.items() if isinstance(v, dict)}, indent=1))
 
 
 if __name__ == "__main__":

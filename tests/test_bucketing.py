@@ -64,3 +64,27 @@ def test_an_encoder_without_a_head_gets_its_own_output_back():
     keep = mask.bool()
     assert torch.allclose(plain.last_hidden_state[keep], grouped.last_hidden_state[keep], atol=1e-5)
     assert torch.allclose(plain.pooler_output, grouped.pooler_output, atol=1e-5)
+
+
+def test_teacher_training_gets_the_whole_batch_gradient(tiny_teacher_dir):
+    from asdfd.models import load_classifier, load_tokenizer
+    from asdfd.teacher import accumulate_gradients
+
+    tok = load_tokenizer(tiny_teacher_dir)
+    model = load_classifier(tiny_teacher_dir).train()  # the tiny config has no dropout
+    words = "what who where city river film movie plot good bad great".split()
+    texts = [" ".join(words[: 1 + i % len(words)]) for i in range(24)]
+    enc = tok(texts)
+    lengths = torch.tensor([len(ids) for ids in enc["input_ids"]])
+    y = torch.arange(24) % 3
+    idx = torch.randperm(24, generator=torch.Generator().manual_seed(0)).numpy()
+    loss = accumulate_gradients(model, tok, enc, lengths, idx, y, torch.device("cpu"))
+    grouped = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    whole = tok.pad({k: [enc[k][j] for j in idx] for k in ("input_ids", "attention_mask")}, return_tensors="pt")
+    plain = model(**whole, labels=y[idx]).loss
+    plain.backward()
+    assert abs(loss - plain.item()) < 1e-5
+    for n, p in model.named_parameters():
+        if p.grad is not None:
+            assert torch.allclose(grouped[n], p.grad, atol=1e-5), n

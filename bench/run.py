@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--speed", action="store_true", help="run the speed benchmark instead (bench/speed.py) into RESULTS/speed.{json,md}")
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"speed sections to run (default: {','.join(SECTIONS)})")
     ap.add_argument("--reps", type=int, default=7, help="speed: repetitions per timing (medians are reported)")
-    ap.add_argument("--fresh", action="store_true", help="speed: rerun the --sections named even if speed.json has them")
+    ap.add_argument("--fresh", action="store_true", help="speed: rerun the --sections named already run; --sizes: measure speeds again")
     ap.add_argument(
         "--isa", default="native,avx2", help="speed: native (into RESULTS) and/or avx2 (as an AVX2-only CPU, into RESULTS/avx2); default both"
     )
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
         args.datasets, args.variants, args.seeds = QUICK["datasets"], QUICK["variants"], QUICK["seeds"]
         overrides, results = QUICK["overrides"], args.results or QUICK["results"]
     if args.summary and args.sizes:  # the size table from the cells there, none run
-        print(write_sizes(results, args.teacher_base, args.reps)["teacher"])
+        print(write_sizes(results, args.teacher_base, args.reps, args.fresh)["teacher"])
         return
     if args.summary:
         summarize(results)
@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
     if failed:
         raise SystemExit(f"bench: {failed} of {len(pending)} cells failed (see above); rerun to retry only those")
     if args.sizes:
-        print(write_sizes(results, args.teacher_base, args.reps)["rows"][0])
+        print(write_sizes(results, args.teacher_base, args.reps, args.fresh)["rows"][0])
 
 
 def plan_cells(

@@ -78,8 +78,23 @@ def accuracy(folder: Path, dataset: str, method: str) -> dict | None:
     return {"test": round(100 * sum(c["test"]["accuracy"] for c in cells) / len(cells), 2), "seeds": [c["seed"] for c in cells]}
 
 
-def write(results: Path, base: str, reps: int) -> dict:
-    speed = speeds(base, reps)
+def kept_speeds(path: Path, base: str) -> dict[str, dict] | None:
+    """The speeds of an earlier table of the same rows (measured on a quiet machine), if there is one."""
+    if not path.is_file():
+        return None
+    old = json.loads(path.read_text())
+    keys = ("parameters", "batch32_s", "throughput_per_s", "speedup")
+    speed = {"teacher": old["teacher"]} | {r["student"]: {k: r[k] for k in keys} for r in old["rows"]}
+    return speed if all(label in speed for label, _, _ in SIZES[base]) else None
+
+
+def write(results: Path, base: str, reps: int, fresh: bool = False) -> dict:
+    """The table of ``base``'s rows from the cells in ``results``; speeds are measured when there
+    are none yet for these rows or ``fresh`` asks, and kept from the earlier table otherwise (so
+    that adding cells while other work runs does not remeasure on a busy machine)."""
+    target = results / "sizes"
+    speed = None if fresh else kept_speeds(target / f"{base}.json", base)
+    speed = speed or speeds(base, reps)
     rows = []
     for label, spec, folder in SIZES[base]:
         acc = {d: {m: accuracy(results / folder, d, m) for m in METHODS} for d in DATASETS}
@@ -103,7 +118,6 @@ def write(results: Path, base: str, reps: int) -> dict:
         "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
     }
-    target = results / "sizes"
     target.mkdir(parents=True, exist_ok=True)
     atomic_write_text(target / f"{base}.json", json.dumps(out, indent=2) + "\n")
     atomic_write_text(target / f"{base}.md", markdown(out))

@@ -283,6 +283,13 @@ def test_the_size_table_reads_each_students_folder_and_says_what_is_missing(tmp_
     table = (tmp_path / "sizes" / "minilm.md").read_text()
     assert "| MiniLM-L3 (packaged) | 10.0M | 2.00x | 80.50 (2) / - / 90.50 (2) | - / - / - | - / - / - | 89.0 (trec only) |" in table
     assert (tmp_path / "sizes" / "minilm.png").is_file() and sizes.setting("3") == {} and sizes.setting("1") == {"student": "1"}
+    # a later table keeps the speeds measured before unless asked to measure again
+    measured = []
+    monkeypatch.setattr(sizes, "speeds", lambda base, reps: measured.append(base) or fake)
+    sizes.write(tmp_path, "minilm", reps=1)
+    assert measured == []
+    sizes.write(tmp_path, "minilm", reps=1, fresh=True)
+    assert measured == ["minilm"]
 
 
 def test_the_untrained_student_of_a_folder_is_that_folders_student(tmp_path, monkeypatch):

@@ -513,16 +513,16 @@ def measure(results: Path, sections: list[str], reps: int, fresh: bool) -> dict:
         results.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
+    native = ("fp32", "bf16") if native_bf16(torch.device("cpu")) else ("fp32",)  # emulated bf16 is not what a run uses
     for section in sections:
         if section in data and section != "distill":
             print(f"skip {section} (done; --fresh reruns it)")
             continue
         if section == "synthesis":
-            save(section, per_precision(section, synthesis_at, teacher_dir, reps))
+            save(section, per_precision(section, synthesis_at, teacher_dir, reps, native))
         elif section == "training":
-            save(section, per_precision(section, training_at, teacher_dir, reps))
+            save(section, per_precision(section, training_at, teacher_dir, reps, native))
         elif section == "lm":
-            native = ("fp32", "bf16") if native_bf16(torch.device("cpu")) else ("fp32",)  # emulated bf16 is not what a run uses
             save(section, per_precision(section, lm_at, teacher_dir, reps, native))
         elif section == "inference":
             save(section, inference(teacher_dir, reps))

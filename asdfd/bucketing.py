@@ -2,9 +2,12 @@
 
 Pseudo samples are 8 to 24 tokens long in frames of 26 positions, so about a third of what a
 plain pass computes is padding. Sorted by length and cut into ``BUCKETS`` groups, each group
-trimmed to its own longest sample, the same samples cost a fifth less (docs/PERFORMANCE.md). The
-outputs are the plain pass's, up to float rounding: padding is masked out of attention, so a
-sample's states do not depend on how much padding follows it.
+trimmed to its own longest sample, a large batch costs less: the teacher's pass over the 128 start
+candidates of a crafted batch takes 0.76x the time on 2 AVX2 cores. A batch of 32 gains nothing
+(0.98-1.00x: smaller matrix products use the cores less well), so groups have at least
+``MIN_ROWS`` rows (docs/PERFORMANCE.md). The outputs are the plain pass's, up to float rounding:
+padding is masked out of attention, so a sample's states do not depend on how much padding
+follows it.
 """
 
 from __future__ import annotations
@@ -12,20 +15,23 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-BUCKETS = 3  # chosen by measurement on 2-core AVX2 (docs/PERFORMANCE.md)
-MIN_ROWS = 8  # smaller groups than this make the matrix products less efficient than the padding they save
+BUCKETS = 3  # chosen by measurement on 2-core AVX2 (python -m bench --speed --sections buckets)
+MIN_ROWS = 32  # smaller groups make the matrix products less efficient than the padding they save
 
 
-def length_groups(lengths: torch.Tensor, buckets: int = BUCKETS) -> list[torch.Tensor]:
-    """Row indices in up to ``buckets`` groups of similar ``lengths`` (shortest first; one group of
-    every row, in order, where grouping would not pay: small batches, lengths nearly equal)."""
-    groups = min(buckets, len(lengths) // MIN_ROWS)
+def length_groups(lengths: torch.Tensor, buckets: int = BUCKETS, min_rows: int = MIN_ROWS) -> list[torch.Tensor]:
+    """Row indices in up to ``buckets`` groups of at least ``min_rows`` rows of similar ``lengths``
+    (shortest first; one group of every row, in order, where grouping would not pay: small
+    batches, lengths nearly equal)."""
+    groups = min(buckets, len(lengths) // min_rows)
     if groups <= 1 or int(lengths.max()) - int(lengths.min()) < 2:
         return [torch.arange(len(lengths), device=lengths.device)]
     return list(lengths.argsort(stable=True).tensor_split(groups))
 
 
-def forward(model, embeds: torch.Tensor, attention_mask: torch.Tensor, output_hidden_states: bool = False, buckets: int = BUCKETS):
+def forward(
+    model, embeds: torch.Tensor, attention_mask: torch.Tensor, output_hidden_states: bool = False, buckets: int = BUCKETS, min_rows: int = MIN_ROWS
+):
     """``model(inputs_embeds=embeds, attention_mask=attention_mask)`` run by length groups.
 
     Returns the model's own output type with every field in the batch's own order; per-token fields
@@ -34,7 +40,7 @@ def forward(model, embeds: torch.Tensor, attention_mask: torch.Tensor, output_hi
     tokenizer batch here; differentiable in ``embeds``. On a GPU it is the plain pass."""
     width = attention_mask.shape[1]
     extent = attention_mask.flip(1).cumsum(1).clamp(max=1).sum(1)  # last attended position + 1
-    groups = length_groups(extent, buckets if embeds.device.type == "cpu" else 1)  # a GPU gains nothing from smaller launches
+    groups = length_groups(extent, buckets if embeds.device.type == "cpu" else 1, min_rows)  # a GPU gains nothing from smaller launches
     if len(groups) == 1:
         return model(inputs_embeds=embeds, attention_mask=attention_mask, output_hidden_states=output_hidden_states)
     outs = []

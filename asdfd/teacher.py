@@ -21,6 +21,7 @@ from .models import load_tokenizer
 from .runtime import atomic_dir, check_output_dir, progress, resolve_device, seed_everything, set_threads
 
 REPORT_NAME = "teacher_report.json"
+TEXT_GROUP_ROWS = 8  # real texts vary in length far more than pseudo samples: smaller groups pay (docs/PERFORMANCE.md)
 
 
 def accumulate_gradients(model, tokenizer, enc, lengths: torch.Tensor, idx: np.ndarray, y: torch.Tensor, device) -> float:
@@ -28,7 +29,7 @@ def accumulate_gradients(model, tokenizer, enc, lengths: torch.Tensor, idx: np.n
     batch runs as groups of similar length, each padded to its own longest text (on the CPU), which
     is the same gradient at less padding. Returns the loss."""
     loss = 0.0
-    for part in bucketing.length_groups(lengths[idx], bucketing.BUCKETS if device.type == "cpu" else 1):
+    for part in bucketing.length_groups(lengths[idx], bucketing.BUCKETS if device.type == "cpu" else 1, TEXT_GROUP_ROWS):
         rows = idx[part.numpy()]
         batch = tokenizer.pad({k: [enc[k][j] for j in rows] for k in ("input_ids", "attention_mask")}, return_tensors="pt")
         logits = model(**{k: v.to(device) for k, v in batch.items()}).logits

@@ -336,18 +336,18 @@ def bucket_runs(teacher_dir: Path, reps: int) -> dict:
     def guessing_step(k: int) -> None:
         x = batch.embeds.clone().requires_grad_(True)
         with autocast(d.device, cfg.precision):
-            logits = bucketing.forward(d.teacher, x, batch.attention_mask, buckets=k).logits
+            logits = bucketing.forward(d.teacher, x, batch.attention_mask, buckets=k, min_rows=8).logits
         torch.autograd.grad(F.cross_entropy(logits.float(), batch.targets), [x])
 
     def start_pass(k: int) -> None:
         with torch.no_grad(), autocast(d.device, cfg.precision):
-            bucketing.forward(d.teacher, starts.embeds, starts.attention_mask, buckets=k)
+            bucketing.forward(d.teacher, starts.embeds, starts.attention_mask, buckets=k, min_rows=8)
 
     def student_step(k: int) -> None:
         with torch.no_grad(), autocast(d.device, cfg.precision):
-            t = bucketing.forward(d.teacher, batch.embeds, batch.attention_mask, True, buckets=k)
+            t = bucketing.forward(d.teacher, batch.embeds, batch.attention_mask, True, buckets=k, min_rows=8)
         with autocast(d.device, cfg.precision):
-            s = bucketing.forward(d.student, batch.embeds, batch.attention_mask, True, buckets=k)
+            s = bucketing.forward(d.student, batch.embeds, batch.attention_mask, True, buckets=k, min_rows=8)
             hidden = hidden_loss(s.hidden_states, t.hidden_states, d.layers, batch.attention_mask)
             loss = kd_loss(s.logits, t.logits.float(), cfg.temperature) + hidden
         loss.backward()

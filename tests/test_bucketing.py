@@ -25,7 +25,7 @@ def test_groups_give_the_plain_outputs_and_gradients(buckets):
     x1 = embeds.clone().requires_grad_(True)
     plain = model(inputs_embeds=x1, attention_mask=mask, output_hidden_states=True)
     x2 = embeds.clone().requires_grad_(True)
-    grouped = bucketing.forward(model, x2, mask, output_hidden_states=True, buckets=buckets)
+    grouped = bucketing.forward(model, x2, mask, output_hidden_states=True, buckets=buckets, min_rows=8)
     assert torch.allclose(plain.logits, grouped.logits, atol=1e-5)
     assert len(plain.hidden_states) == len(grouped.hidden_states)
     keep = mask.bool()
@@ -42,14 +42,14 @@ def test_small_or_even_batches_take_the_plain_pass():
     model = BertForSequenceClassification(tiny_config()).eval()
     calls = []
     model.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["inputs_embeds"].shape), with_kwargs=True)
-    embeds, mask = right_padded(12, 20)  # fewer rows than two groups need
+    embeds, mask = right_padded(48, 20)  # fewer rows than two groups of MIN_ROWS need
     bucketing.forward(model, embeds, mask)
     embeds, mask = right_padded(32, 20, [20] * 32)  # nothing to trim
     bucketing.forward(model, embeds, mask)
-    assert calls == [(12, 20, 32), (32, 20, 32)]
+    assert calls == [(48, 20, 32), (32, 20, 32)]
     embeds, mask = right_padded(32, 20, [4] * 16 + [20] * 16)
     calls.clear()
-    bucketing.forward(model, embeds, mask, buckets=2)
+    bucketing.forward(model, embeds, mask, buckets=2, min_rows=16)
     assert calls == [(16, 4, 32), (16, 20, 32)]  # each group cut to its own longest sample
 
 
@@ -59,7 +59,7 @@ def test_an_encoder_without_a_head_gets_its_own_output_back():
     model = BertForSequenceClassification(tiny_config()).eval().base_model
     embeds, mask = right_padded(24, 18)
     plain = model(inputs_embeds=embeds, attention_mask=mask)
-    grouped = bucketing.forward(model, embeds, mask)
+    grouped = bucketing.forward(model, embeds, mask, min_rows=8)
     assert type(grouped) is type(plain) and grouped.last_hidden_state.shape == plain.last_hidden_state.shape
     keep = mask.bool()
     assert torch.allclose(plain.last_hidden_state[keep], grouped.last_hidden_state[keep], atol=1e-5)

@@ -3,8 +3,8 @@
 Pseudo samples are 8 to 24 tokens long in frames of 26 positions, so about a third of what a
 plain pass computes is padding. Sorted by length and cut into ``BUCKETS`` groups, each group
 trimmed to its own longest sample, a large batch costs less: the teacher's pass over the 128 start
-candidates of a crafted batch takes 0.76x the time on 2 AVX2 cores. A batch of 32 gains nothing
-(0.98-1.00x: smaller matrix products use the cores less well), so groups have at least
+candidates of a crafted batch takes 0.76-0.87x the time on 2 AVX2 cores. A batch of 32 gains
+nothing (0.97-1.05x: smaller matrix products use the cores less well), so groups have at least
 ``MIN_ROWS`` rows (docs/PERFORMANCE.md). The outputs are the plain pass's, up to float rounding:
 padding is masked out of attention, so a sample's states do not depend on how much padding
 follows it.

@@ -31,16 +31,21 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        return set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split())
+    except (OSError, StopIteration):
+        return set()
+
+
 def native_bf16(device: torch.device) -> bool:
     """Does ``device`` do bf16 arithmetic in hardware (CUDA with bf16; x86 with AVX512-BF16 or AMX,
     unless torch's kernels were capped below AVX-512, e.g. ``ATEN_CPU_CAPABILITY=avx2`` and
     ``ONEDNN_MAX_CPU_ISA=AVX2`` to run as an AVX2-only CPU would)?"""
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return False
+    flags = cpu_flags()
     onednn_cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
     capped = not torch.backends.cpu.get_cpu_capability().startswith("AVX512") or not onednn_cap.startswith(("ALL", "AVX512", "AVX10", "AMX"))
     return ("avx512_bf16" in flags or "amx_bf16" in flags) and not capped

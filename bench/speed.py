@@ -52,7 +52,7 @@ from asdfd.data import load_dataset
 from asdfd.demo import cached_teacher
 from asdfd.distiller import REPORT_NAME, Distiller
 from asdfd.models import build_student, load_classifier, load_teacher, load_tokenizer, resolve_student_layers
-from asdfd.runtime import atomic_write_text, autocast, native_bf16, set_threads
+from asdfd.runtime import atomic_write_text, autocast, cpu_flags, native_bf16, set_threads
 
 SECTIONS = ("synthesis", "training", "inference", "distill", "parallel", "onnx", "lm", "buckets", "profile")
 # what makes an AVX-512 CPU run as an AVX2-only one: torch's own kernels, oneDNN's, MKL's (Intel CPUs)
@@ -443,11 +443,7 @@ def isa_probe() -> dict:
             found["onednn"] = line.split(",isa:", 1)[1].strip()
         elif line.startswith("MKL_VERBOSE oneMKL") or line.startswith("MKL_VERBOSE Intel"):
             found["mkl"] = line.split(" for ", 1)[-1].split(",")[0]
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        flags = []
-    found["cpu_flags"] = sorted({f for f in flags if f.startswith(("avx", "amx", "fma"))})
+    found["cpu_flags"] = sorted(f for f in cpu_flags() if f.startswith(("avx", "amx", "fma")))
     found["caps"] = {k: v for k, v in os.environ.items() if k in AVX2_ENV}
     return found
 

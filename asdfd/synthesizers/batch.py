@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 
@@ -33,6 +33,25 @@ class PseudoBatch:
 
     def rows(self, start: int, n: int) -> PseudoBatch:
         return self.index(torch.arange(start, start + n, device=self.embeds.device))
+
+    @property
+    def width(self) -> int:
+        return self.embeds.shape[1]
+
+    def pad_to(self, width: int) -> PseudoBatch:
+        """The same samples in a frame of ``width`` positions (padding: zero vectors, no attention)."""
+        extra = width - self.width
+        if extra <= 0:
+            return self
+        pad = torch.nn.functional.pad
+        return replace(self, embeds=pad(self.embeds, (0, 0, 0, extra)), attention_mask=pad(self.attention_mask, (0, extra)), slot=pad(self.slot, (0, extra)))
+
+    def trim(self) -> PseudoBatch:
+        """The same samples cut to their longest one: positions no sample attends to are dropped."""
+        width = int(self.attention_mask.any(0).nonzero().max()) + 1
+        if width == self.width:
+            return self
+        return replace(self, embeds=self.embeds[:, :width], attention_mask=self.attention_mask[:, :width], slot=self.slot[:, :width])
 
     @staticmethod
     def concat(batches: list[PseudoBatch]) -> PseudoBatch:

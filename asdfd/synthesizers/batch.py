@@ -44,7 +44,9 @@ class PseudoBatch:
         if extra <= 0:
             return self
         pad = torch.nn.functional.pad
-        return replace(self, embeds=pad(self.embeds, (0, 0, 0, extra)), attention_mask=pad(self.attention_mask, (0, extra)), slot=pad(self.slot, (0, extra)))
+        return replace(
+            self, embeds=pad(self.embeds, (0, 0, 0, extra)), attention_mask=pad(self.attention_mask, (0, extra)), slot=pad(self.slot, (0, extra))
+        )
 
     def trim(self) -> PseudoBatch:
         """The same samples cut to their longest one: positions no sample attends to are dropped."""

@@ -301,3 +301,17 @@ def test_the_untrained_student_of_a_folder_is_that_folders_student(tmp_path, mon
     monkeypatch.setattr(br, "check_same_teacher", lambda *a: None)
     cells = br.plan_cells(tmp_path / "l3", "trec", "none,as-dfd", "0", ["student=minilm-l3", "lr=1e-4"], "", {}, TeacherConfig())
     assert {c.label: c.extra for c in cells} == {"none": {"student": "minilm-l3"}, "as-dfd": {"student": "minilm-l3", "lr": 1e-4}}
+
+
+def test_the_gpu_check_carries_its_teacher_in_bf16_and_restores_fp32(tiny_teacher_dir, tmp_path):
+    from asdfd.models import load_teacher
+    from bench.gpu import recast, unpack
+
+    stage = tmp_path / "stage"
+    recast(tiny_teacher_dir, stage / "teachers" / "trec-x", torch.bfloat16)
+    unpack(stage, tmp_path / "cache")
+    full = tmp_path / "cache" / "teachers" / "trec-x"
+    a, b = load_teacher(tiny_teacher_dir), load_teacher(full)
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert q.dtype == p.dtype, name
+        torch.testing.assert_close(q, p.to(torch.bfloat16).to(p.dtype), atol=0, rtol=0)

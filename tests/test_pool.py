@@ -70,3 +70,21 @@ def test_pool_pads_and_trims_without_changing_what_the_model_reads(tiny_teacher_
         a = teacher(inputs_embeds=wide.embeds, attention_mask=wide.attention_mask).logits
         b = teacher(inputs_embeds=wide.trim().embeds, attention_mask=wide.trim().attention_mask).logits
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_balanced_draws_come_alike_from_each_of_the_teachers_classes():
+    from asdfd.synthesizers import PseudoBatch
+
+    n = 100
+    logits = torch.zeros(n, 3)
+    logits[:80, 0] = logits[80:95, 1] = logits[95:, 2] = 5.0  # 80 / 15 / 5 samples
+    batch = PseudoBatch(
+        torch.zeros(n, 4, 2), torch.ones(n, 4, dtype=torch.long), torch.ones(n, 4, dtype=torch.bool), torch.zeros(n, dtype=torch.long), logits
+    )
+    counts = {}
+    for balanced in (False, True):
+        pool = ReplayPool(n, torch.Generator().manual_seed(0), balanced=balanced)
+        pool.add(batch)
+        counts[balanced] = torch.bincount(pool.sample(6000).teacher_logits.argmax(-1), minlength=3)
+    assert counts[False][2] < 500  # about 5% of plain draws
+    assert (counts[True] - 2000).abs().max() < 200  # a third each

@@ -18,8 +18,10 @@ from .batch import PseudoBatch
 class ReplayPool:
     """A bounded FIFO of crafted samples on the CPU; ``sample`` draws uniformly from what it holds."""
 
-    def __init__(self, capacity: int, generator: torch.Generator):
+    def __init__(self, capacity: int, generator: torch.Generator, balanced: bool = False):
+        """``balanced``: draws weighted so that each of the teacher's classes (its argmax) comes alike."""
         self.capacity = capacity
+        self.balanced = balanced
         self.generator = generator
         self.store: PseudoBatch | None = None
         self.size = 0
@@ -46,8 +48,11 @@ class ReplayPool:
 
     def sample(self, n: int) -> PseudoBatch:
         assert self.store is not None and self.size > 0, "sample() before any synthesize()"
-        idx = torch.randint(self.size, (n,), generator=self.generator)
-        return self.store.index(idx)
+        if not self.balanced:
+            return self.store.index(torch.randint(self.size, (n,), generator=self.generator))
+        classes = self.store.teacher_logits[: self.size].argmax(-1)
+        weights = 1.0 / torch.bincount(classes)[classes]
+        return self.store.index(torch.multinomial(weights, n, replacement=True, generator=self.generator))
 
     def state_dict(self) -> dict:
         store = None if self.store is None else {f.name: getattr(self.store, f.name)[: self.size].clone() for f in fields(self.store)}

@@ -33,6 +33,7 @@ from .student import build as build_student
 from .tensorboard_log import TensorBoard
 
 REPORT_NAME = "distill_report.json"
+KEEP_HIDDEN_BYTES = 64 * 2**20
 
 
 @dataclass
@@ -95,6 +96,11 @@ class Distiller:
         self.plan.attach()  # a student of another embedding space reads pseudo samples through the bridge
         student_hidden = int(self.student.config.hidden_size)
         self.synth = synthesizers.build(cfg.method, self.teacher, self.space, self.local, self.device, self.generator, student_hidden=student_hidden)
+        # crafted samples keep the teacher's states at the distilled layers (where the pool holds them in
+        # KEEP_HIDDEN_BYTES), so that a student step runs the teacher on the mixtures alone
+        kept = self.local.replay_size * len(self.layers) * (cfg.max_len + 2) * int(self.teacher.config.hidden_size) * 4
+        if cfg.lambda_hidden > 0 and kept <= KEEP_HIDDEN_BYTES:
+            self.synth.keep_hidden = [t + 1 for t in self.layers]
         self.ranks.broadcast([*self.student.parameters(), *self.synth.parameters(), *adapters])  # one starting point
         self.objective = StudentObjective(self.teacher, self.student, self.synth, self.layers, cfg, self.device, self.plan.adapters)
         self.update = GuardedStep(*build_optimizer(self.student, self.synth, cfg, adapters), self.ranks, cfg.grad_clip)

@@ -11,6 +11,8 @@ finite, with the gradients averaged over the ranks of a data-parallel run.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -58,15 +60,26 @@ class StudentObjective:
                 logs["ss"] = l_syn.item()
         return loss, logs
 
-    def teacher_outputs(self, batch: PseudoBatch, hidden: bool) -> tuple[torch.Tensor, tuple | None]:
-        """The teacher's logits on a student batch, with its hidden states when ``hidden``: one
-        teacher pass at most, none when the logits are all the step needs and the batch has them."""
-        if not hidden and batch.teacher_logits is not None:
-            return batch.teacher_logits, None
-        # no_grad, not inference_mode: these tensors are targets in the student's autograd graph
-        with torch.no_grad(), autocast(self.device, self.cfg.precision):
-            out = bucketing.forward(self.teacher, batch.embeds, batch.attention_mask, output_hidden_states=hidden)
-        return out.logits.float(), (out.hidden_states if hidden else None)
+    def teacher_outputs(self, batch: PseudoBatch, hidden: bool) -> tuple[torch.Tensor, Sequence | Mapping | None]:
+        """The teacher's logits on a student batch, with its hidden states (indexed like the teacher's
+        ``hidden_states``) when ``hidden``: one teacher pass at most, over the samples that do not carry
+        what the step needs (the mixtures of crafted samples, which carry their logits and kept states)."""
+        logits, kept = batch.teacher_logits, batch.teacher_hidden
+        if logits is None or (hidden and kept is None):
+            todo, logits, kept = None, None, None  # every row
+        else:
+            todo = logits.isnan().any(-1).nonzero().squeeze(1)
+        if todo is None or len(todo):
+            # no_grad, not inference_mode: these tensors are targets in the student's autograd graph
+            with torch.no_grad(), autocast(self.device, self.cfg.precision):
+                rows = batch if todo is None else batch.index(todo)
+                out = bucketing.forward(self.teacher, rows.embeds, rows.attention_mask, output_hidden_states=hidden)
+            if todo is None:
+                return out.logits.float(), (out.hidden_states if hidden else None)
+            logits = logits.index_copy(0, todo, out.logits.float())
+            if hidden:
+                kept = kept.index_copy(0, todo, torch.stack([out.hidden_states[i + 1] for i in self.layers], 1).to(kept.dtype))
+        return logits, ({t + 1: kept[:, j] for j, t in enumerate(self.layers)} if hidden else None)
 
     def gold(self, batch: PseudoBatch) -> tuple[torch.Tensor, dict[str, float]]:
         """The ``finetune`` reference: cross-entropy on gold labels, no teacher."""

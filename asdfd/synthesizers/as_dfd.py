@@ -92,8 +92,9 @@ class ASDFD(Synthesizer):
         student.train(was_training)
         with torch.inference_mode():
             x = self.space.compose(c.z.detach(), c.base, c.slot)
-            logits = self.teacher_logits(x, c.attn)
-        return PseudoBatch(x.clone(), c.attn, c.slot, c.targets, logits.clone())
+            logits, hidden = self.teacher_outputs(x, c.attn)
+        # clones: out of inference mode, into tensors a student step may use as targets
+        return PseudoBatch(x.clone(), c.attn, c.slot, c.targets, logits.clone(), None if hidden is None else hidden.clone())
 
     def start(self, n: int) -> Crafting:
         """Stage 0: for balanced targets in random order, random word-piece embeddings (of

@@ -82,6 +82,8 @@ class Synthesizer:
         self.n_targeted = 0
         self.n_crafted = 0  # samples asked for (the pseudo-sample budget)
         self.n_pooled = 0  # samples that entered the pool
+        # the teacher hidden-state indices the student learns from, kept with crafted samples (set by the distiller)
+        self.keep_hidden: list[int] | None = None
 
     # ---- to implement
     def craft(self, n: int, student: PreTrainedModel) -> PseudoBatch:
@@ -185,6 +187,15 @@ class Synthesizer:
     def teacher_logits(self, embeds: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
         with self.autocast():
             return bucketing.forward(self.teacher, embeds, attn).logits.float()
+
+    def teacher_outputs(self, embeds: torch.Tensor, attn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The teacher's logits, and its hidden states at ``keep_hidden`` stacked (B, K, T, d) when set: what
+        a student step then need not compute again for these samples."""
+        if self.keep_hidden is None:
+            return self.teacher_logits(embeds, attn), None
+        with self.autocast():
+            out = bucketing.forward(self.teacher, embeds, attn, output_hidden_states=True)
+        return out.logits.float(), torch.stack([out.hidden_states[i] for i in self.keep_hidden], 1)
 
     def _record(self, batch: PseudoBatch) -> None:
         probs = F.softmax(batch.teacher_logits.float(), dim=-1).cpu()

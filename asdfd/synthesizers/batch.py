@@ -16,8 +16,12 @@ class PseudoBatch:
     slot: torch.Tensor  # (B, T) bool: positions holding pseudo tokens (not CLS/SEP/pad)
     targets: torch.Tensor  # (B,) class the sample was crafted toward (gold label for real text), -1 if none
     # (B, C) teacher logits on these samples; None where nobody has run the teacher on them yet
-    # (mixtures, real text): the distiller then runs it once, together with the hidden states
+    # (mixtures, real text), NaN rows where a batch joins such samples to labelled ones: the
+    # distiller then runs the teacher once on those, together with the hidden states
     teacher_logits: torch.Tensor | None
+    # (B, K, T, d) the teacher's hidden states at the K layers the student learns from
+    # (``Synthesizer.keep_hidden``), kept from the labelling pass; None, or NaN rows, likewise
+    teacher_hidden: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.embeds.shape[0]
@@ -44,23 +48,30 @@ class PseudoBatch:
         if extra <= 0:
             return self
         pad = torch.nn.functional.pad
-        return replace(
-            self, embeds=pad(self.embeds, (0, 0, 0, extra)), attention_mask=pad(self.attention_mask, (0, extra)), slot=pad(self.slot, (0, extra))
-        )
+        hidden = None if self.teacher_hidden is None else pad(self.teacher_hidden, (0, 0, 0, extra))
+        embeds, attn, slot = pad(self.embeds, (0, 0, 0, extra)), pad(self.attention_mask, (0, extra)), pad(self.slot, (0, extra))
+        return replace(self, embeds=embeds, attention_mask=attn, slot=slot, teacher_hidden=hidden)
 
     def trim(self) -> PseudoBatch:
         """The same samples cut to their longest one: positions no sample attends to are dropped."""
         width = int(self.attention_mask.any(0).nonzero().max()) + 1
         if width == self.width:
             return self
-        return replace(self, embeds=self.embeds[:, :width], attention_mask=self.attention_mask[:, :width], slot=self.slot[:, :width])
+        hidden = None if self.teacher_hidden is None else self.teacher_hidden[:, :, :width]
+        embeds, attn, slot = self.embeds[:, :width], self.attention_mask[:, :width], self.slot[:, :width]
+        return replace(self, embeds=embeds, attention_mask=attn, slot=slot, teacher_hidden=hidden)
 
     @staticmethod
     def concat(batches: list[PseudoBatch]) -> PseudoBatch:
-        """One batch of all rows; its teacher logits are None unless every part has them."""
+        """One batch of all rows; its teacher outputs are None where no part has them, NaN rows for the
+        parts that lack them where others have them."""
 
         def cat(name: str) -> torch.Tensor | None:
             parts = [getattr(b, name) for b in batches]
-            return None if any(p is None for p in parts) else torch.cat(parts)
+            known = next((p for p in parts if p is not None), None)
+            if known is None:
+                return None
+            nan = float("nan")
+            return torch.cat([p if p is not None else known.new_full((len(b), *known.shape[1:]), nan) for p, b in zip(parts, batches, strict=True)])
 
         return PseudoBatch(**{f.name: cat(f.name) for f in fields(PseudoBatch)})

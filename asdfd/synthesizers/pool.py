@@ -34,15 +34,14 @@ class ReplayPool:
             batch = batch.pad_to(self.store.width)
             self.store = self.store.pad_to(batch.width)
         if self.store is None:
-            self.store = PseudoBatch(
-                **{f.name: getattr(batch, f.name).new_zeros((self.capacity, *getattr(batch, f.name).shape[1:])) for f in fields(batch)}
-            )
+            self.store = batch._map(lambda t: t.new_zeros((self.capacity, *t.shape[1:])))
         if len(batch) > self.capacity:  # only the newest samples fit
             batch = batch.index(torch.arange(len(batch) - self.capacity, len(batch)))
         n = len(batch)
         idx = (self.cursor + torch.arange(n)) % self.capacity
         for f in fields(batch):
-            getattr(self.store, f.name)[idx] = getattr(batch, f.name)
+            if getattr(batch, f.name) is not None:
+                getattr(self.store, f.name)[idx] = getattr(batch, f.name)
         self.cursor = int((self.cursor + n) % self.capacity)
         self.size = min(self.capacity, self.size + n)
 
@@ -55,7 +54,11 @@ class ReplayPool:
         return self.store.index(torch.multinomial(weights, n, replacement=True, generator=self.generator))
 
     def state_dict(self) -> dict:
-        store = None if self.store is None else {f.name: getattr(self.store, f.name)[: self.size].clone() for f in fields(self.store)}
+        store = (
+            None
+            if self.store is None
+            else {f.name: t if (t := getattr(self.store, f.name)) is None else t[: self.size].clone() for f in fields(self.store)}
+        )
         return {"store": store, "size": self.size, "cursor": self.cursor}
 
     def load_state_dict(self, state: dict) -> None:

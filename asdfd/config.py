@@ -68,7 +68,6 @@ class DistillConfig:
     # pseudo sample shape: [CLS] z_1..z_L [SEP], L uniform in [min_len, max_len]
     min_len: int = option(8, "shortest pseudo sample, in tokens between [CLS] and [SEP]")
     max_len: int = option(24, "longest pseudo sample, in tokens between [CLS] and [SEP]")
-    equal_lengths: bool = option(False, "every crafted batch takes one length (uniform in [min_len, max_len]) and no padding (as-dfd, random-text)")
 
     # as-dfd, stage 1: Plug & Play Embedding Guessing
     guess_steps: int = option(5, "K: embedding-guessing steps per crafted batch (as-dfd)", main=True)

@@ -59,11 +59,3 @@ def test_bf16_autocast_runs_and_tracks_fp32(tiny_teacher_dir):
     moved = students["fp32"] - torch.nn.utils.parameters_to_vector(start.parameters())
     gap = (students["bf16"] - students["fp32"]).norm() / moved.norm()
     assert 0 < gap < 0.5, gap
-
-
-@pytest.mark.parametrize("method", ["as-dfd", "random-text", "modified-dafl"])
-def test_equal_lengths_distils(tiny_teacher_dir, method):
-    from asdfd.distiller import distill
-
-    result = distill(tiny_teacher_dir, None, tiny_distill_config(method=method, equal_lengths=True))
-    assert result.report["config"]["equal_lengths"] is True and result.report["skipped_steps"] == 0

@@ -41,37 +41,6 @@ def test_splice_mixes_tokens_of_two_pool_samples_and_relabels(tiny_teacher_dir):
     student(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask).logits.sum().backward()
 
 
-def test_equal_lengths_crafts_unpadded_batches_and_the_pool_keeps_them(tiny_teacher_dir):
-    """equal_lengths: one length per crafted batch, a frame cut to it; the pool pads it to its widest
-    frame and a student batch is cut back, so no pass reads padding."""
-    from asdfd.synthesizers import ASDFD
-
-    cfg, teacher, space, student = method_setup(tiny_teacher_dir, equal_lengths=True, replay_size=8, mix=0.5)
-    synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
-    widths = set()
-    for _ in range(12):
-        batch = synth.synthesize(student)
-        assert batch.attention_mask.all() and batch.slot.sum(1).eq(batch.width - 2).all()  # [CLS] L tokens [SEP], no padding
-        assert cfg.min_len + 2 <= batch.width <= cfg.max_len + 2
-        widths.add(batch.width)
-        drawn = synth.sample(8)  # the pool holds the newest batch only
-        assert drawn.width == batch.width and drawn.attention_mask.all()
-    assert len(widths) > 1
-    assert synth.pool.store.width == max(widths)
-
-
-def test_pool_pads_and_trims_without_changing_what_the_model_reads(tiny_teacher_dir):
-    cfg, teacher, space, student = method_setup(tiny_teacher_dir)
-    synth = RandomText(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
-    batch = synth.craft(6, student)
-    wide = batch.pad_to(batch.width + 5)
-    assert wide.width == batch.width + 5 and torch.equal(wide.trim().embeds, batch.trim().embeds)
-    with torch.no_grad():
-        a = teacher(inputs_embeds=wide.embeds, attention_mask=wide.attention_mask).logits
-        b = teacher(inputs_embeds=wide.trim().embeds, attention_mask=wide.trim().attention_mask).logits
-    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
-
-
 def test_balanced_draws_come_alike_from_each_of_the_teachers_classes():
     from asdfd.synthesizers import PseudoBatch
 

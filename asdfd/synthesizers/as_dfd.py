@@ -136,7 +136,7 @@ class ASDFD(Synthesizer):
         with torch.no_grad():  # a sample the teacher already gives its target with probability 1 (in float) stays put
             p_target = logits.softmax(-1).gather(1, c.targets[:, None]).squeeze(1)
             active = (p_target < 1.0).float()
-        slot_z = c.slot[:, 1:-1].float()  # the columns z fills
+        slot_z = c.slot[:, 1 : cfg.max_len + 1].float()
         loss = (ce * active).mean() + cfg.lambda_norm * self.norm_penalty(c.z, slot_z)
         if adversarial and self.ss_adversary:
             with self.autocast():

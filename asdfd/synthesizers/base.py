@@ -101,7 +101,7 @@ class Synthesizer:
 
     def sample(self, n: int) -> PseudoBatch:
         """A training batch from the pool (with the method's share of mixtures)."""
-        return student_batch(self.pool, n, self.cfg.mix, self.device, trim=self.cfg.equal_lengths)
+        return student_batch(self.pool, n, self.cfg.mix, self.device)
 
     def student_loss(self, student: PreTrainedModel, batch: PseudoBatch) -> torch.Tensor | None:
         """Extra loss for the student (e.g. a self-supervised task); None when there is none."""
@@ -148,19 +148,12 @@ class Synthesizer:
 
     # ---- helpers for subclasses
     def random_frame(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Random lengths and uniformly random ordinary word-piece ids; (ids, base, slot, attn) on device.
-
-        With ``cfg.equal_lengths`` the ``n`` samples share one random length and their frame is cut
-        to it: each sample's length is still uniform in [min_len, max_len], but no pass pays for padding."""
+        """Random lengths and uniformly random ordinary word-piece ids; (ids, base, slot, attn) on device."""
         cfg = self.cfg
-        if cfg.equal_lengths:
-            lengths = torch.randint(cfg.min_len, cfg.max_len + 1, (1,), generator=self.generator).expand(n)
-            width = int(lengths[0])
-        else:
-            lengths, width = torch.randint(cfg.min_len, cfg.max_len + 1, (n,), generator=self.generator), cfg.max_len
-        base, slot, attn = self.space.frame(lengths, width)
+        lengths = torch.randint(cfg.min_len, cfg.max_len + 1, (n,), generator=self.generator)
+        base, slot, attn = self.space.frame(lengths, cfg.max_len)
         ordinary = self.space.ordinary
-        ids = ordinary[torch.randint(len(ordinary), (n, width), generator=self.generator)]
+        ids = ordinary[torch.randint(len(ordinary), (n, cfg.max_len), generator=self.generator)]
         return ids.to(self.device), base.to(self.device), slot.to(self.device), attn.to(self.device)
 
     def token_embeddings(self, ids: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -37,29 +37,6 @@ class PseudoBatch:
 
     def rows(self, start: int, n: int) -> PseudoBatch:
         return self.index(torch.arange(start, start + n, device=self.embeds.device))
-
-    @property
-    def width(self) -> int:
-        return self.embeds.shape[1]
-
-    def pad_to(self, width: int) -> PseudoBatch:
-        """The same samples in a frame of ``width`` positions (padding: zero vectors, no attention)."""
-        extra = width - self.width
-        if extra <= 0:
-            return self
-        pad = torch.nn.functional.pad
-        hidden = None if self.teacher_hidden is None else pad(self.teacher_hidden, (0, 0, 0, extra))
-        embeds, attn, slot = pad(self.embeds, (0, 0, 0, extra)), pad(self.attention_mask, (0, extra)), pad(self.slot, (0, extra))
-        return replace(self, embeds=embeds, attention_mask=attn, slot=slot, teacher_hidden=hidden)
-
-    def trim(self) -> PseudoBatch:
-        """The same samples cut to their longest one: positions no sample attends to are dropped."""
-        width = int(self.attention_mask.any(0).nonzero().max()) + 1
-        if width == self.width:
-            return self
-        hidden = None if self.teacher_hidden is None else self.teacher_hidden[:, :, :width]
-        embeds, attn, slot = self.embeds[:, :width], self.attention_mask[:, :width], self.slot[:, :width]
-        return replace(self, embeds=embeds, attention_mask=attn, slot=slot, teacher_hidden=hidden)
 
     @staticmethod
     def concat(batches: list[PseudoBatch]) -> PseudoBatch:

@@ -94,7 +94,7 @@ class GeneratorSynthesizer(Synthesizer):
     def _generate(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         _, base, slot, attn = self.random_frame(n)  # random lengths (the ids are not used)
         noise = torch.randn(n, self.noise_dim, generator=self.generator).to(self.device)
-        return self.space.compose(self.net(noise)[:, : slot.shape[1] - 2], base, slot), slot, attn  # a frame cut by equal_lengths
+        return self.space.compose(self.net(noise), base, slot), slot, attn
 
     def craft(self, n: int, student: PreTrainedModel) -> PseudoBatch:
         was_training = student.training

@@ -30,9 +30,6 @@ class ReplayPool:
     def add(self, batch: PseudoBatch) -> None:
         assert batch.teacher_logits is not None, "pooled samples carry their teacher logits"
         batch = batch.to(torch.device("cpu"))
-        if self.store is not None and batch.width != self.store.width:  # samples of other frame widths share the widest frame
-            batch = batch.pad_to(self.store.width)
-            self.store = self.store.pad_to(batch.width)
         if self.store is None:
             self.store = batch._map(lambda t: t.new_zeros((self.capacity, *t.shape[1:])))
         if len(batch) > self.capacity:  # only the newest samples fit
@@ -83,12 +80,11 @@ def token_mixtures(a: PseudoBatch, b: PseudoBatch, generator: torch.Generator) -
     return PseudoBatch(embeds, a.attention_mask, a.slot, torch.full_like(a.targets, -1), None)
 
 
-def student_batch(pool: ReplayPool, n: int, mix: float, device: torch.device, trim: bool = False) -> PseudoBatch:
-    """``n`` pool samples on ``device``, the first ``round(mix * n)`` of them mixed with other pool draws;
-    with ``trim``, cut to the longest sample drawn."""
+def student_batch(pool: ReplayPool, n: int, mix: float, device: torch.device) -> PseudoBatch:
+    """``n`` pool samples on ``device``, the first ``round(mix * n)`` of them mixed with other pool draws."""
     batch = pool.sample(n).to(device)
     n_mix = round(mix * n)
-    if n_mix > 0:
-        mixed = token_mixtures(batch.rows(0, n_mix), pool.sample(n_mix).to(device), pool.generator)
-        batch = PseudoBatch.concat([mixed, batch.rows(n_mix, n - n_mix)])
-    return batch.trim() if trim else batch
+    if n_mix == 0:
+        return batch
+    mixed = token_mixtures(batch.rows(0, n_mix), pool.sample(n_mix).to(device), pool.generator)
+    return PseudoBatch.concat([mixed, batch.rows(n_mix, n - n_mix)])

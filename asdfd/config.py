@@ -104,7 +104,6 @@ class DistillConfig:
     # None: the method's own default, filled in by asdfd.synthesizers.configure: as-dfd keeps only the newest
     # crafted batch and mixes half of each student batch, the other methods 4096 and no mixtures
     replay_size: int | None = option(None, "replay pool capacity, in samples (default: as-dfd the newest crafted batch, --batch-size; others 4096)")
-    balance_draws: bool = option(False, "draw student batches from the pool balanced over the teacher's classes (each class alike)")
     mix: float | None = option(
         None, "fraction of each student batch replaced by token-level mixtures of two pool samples (default: as-dfd 0.5, others 0)"
     )

@@ -75,7 +75,7 @@ class Synthesizer:
         self.device = device
         self.generator = generator
         self.num_labels = int(teacher.config.num_labels)
-        self.pool = ReplayPool(cfg.replay_size, generator, cfg.balance_draws)
+        self.pool = ReplayPool(cfg.replay_size, generator)
         self.class_hist = torch.zeros(self.num_labels, dtype=torch.long)
         self.confidence_sum = 0.0
         self.target_prob_sum = 0.0

@@ -18,10 +18,8 @@ from .batch import PseudoBatch
 class ReplayPool:
     """A bounded FIFO of crafted samples on the CPU; ``sample`` draws uniformly from what it holds."""
 
-    def __init__(self, capacity: int, generator: torch.Generator, balanced: bool = False):
-        """``balanced``: draws weighted so that each of the teacher's classes (its argmax) comes alike."""
+    def __init__(self, capacity: int, generator: torch.Generator):
         self.capacity = capacity
-        self.balanced = balanced
         self.generator = generator
         self.store: PseudoBatch | None = None
         self.size = 0
@@ -37,25 +35,22 @@ class ReplayPool:
         n = len(batch)
         idx = (self.cursor + torch.arange(n)) % self.capacity
         for f in fields(batch):
-            if getattr(batch, f.name) is not None:
-                getattr(self.store, f.name)[idx] = getattr(batch, f.name)
+            new, old = getattr(batch, f.name), getattr(self.store, f.name)
+            if new is None or old is None:  # what not every sample has is dropped (a checkpoint from before states were kept)
+                setattr(self.store, f.name, None)
+            else:
+                old[idx] = new
         self.cursor = int((self.cursor + n) % self.capacity)
         self.size = min(self.capacity, self.size + n)
 
     def sample(self, n: int) -> PseudoBatch:
         assert self.store is not None and self.size > 0, "sample() before any synthesize()"
-        if not self.balanced:
-            return self.store.index(torch.randint(self.size, (n,), generator=self.generator))
-        classes = self.store.teacher_logits[: self.size].argmax(-1)
-        weights = 1.0 / torch.bincount(classes)[classes]
-        return self.store.index(torch.multinomial(weights, n, replacement=True, generator=self.generator))
+        idx = torch.randint(self.size, (n,), generator=self.generator)
+        return self.store.index(idx)
 
     def state_dict(self) -> dict:
-        store = (
-            None
-            if self.store is None
-            else {f.name: t if (t := getattr(self.store, f.name)) is None else t[: self.size].clone() for f in fields(self.store)}
-        )
+        kept = None if self.store is None else self.store.rows(0, self.size)  # a copy
+        store = None if kept is None else {f.name: getattr(kept, f.name) for f in fields(kept)}
         return {"store": store, "size": self.size, "cursor": self.cursor}
 
     def load_state_dict(self, state: dict) -> None:

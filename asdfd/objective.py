@@ -63,23 +63,24 @@ class StudentObjective:
     def teacher_outputs(self, batch: PseudoBatch, hidden: bool) -> tuple[torch.Tensor, Sequence | Mapping | None]:
         """The teacher's logits on a student batch, with its hidden states (indexed like the teacher's
         ``hidden_states``) when ``hidden``: one teacher pass at most, over the samples that do not carry
-        what the step needs (the mixtures of crafted samples, which carry their logits and kept states)."""
+        what the step needs (crafted samples carry their logits and kept states; their mixtures do not)."""
         logits, kept = batch.teacher_logits, batch.teacher_hidden
-        if logits is None or (hidden and kept is None):
-            todo, logits, kept = None, None, None  # every row
-        else:
-            todo = logits.isnan().any(-1).nonzero().squeeze(1)
-        if todo is None or len(todo):
-            # no_grad, not inference_mode: these tensors are targets in the student's autograd graph
-            with torch.no_grad(), autocast(self.device, self.cfg.precision):
-                rows = batch if todo is None else batch.index(todo)
-                out = bucketing.forward(self.teacher, rows.embeds, rows.attention_mask, output_hidden_states=hidden)
-            if todo is None:
-                return out.logits.float(), (out.hidden_states if hidden else None)
+        if logits is None or (hidden and kept is None):  # nothing usable carried: one pass over every row
+            out = self.teacher_pass(batch, hidden)
+            return out.logits.float(), (out.hidden_states if hidden else None)
+        todo = logits.isnan().any(-1).nonzero().squeeze(1)  # the rows that carry nothing (NaN rows)
+        if len(todo):
+            out = self.teacher_pass(batch.index(todo), hidden)
             logits = logits.index_copy(0, todo, out.logits.float())
             if hidden:
-                kept = kept.index_copy(0, todo, torch.stack([out.hidden_states[i + 1] for i in self.layers], 1).to(kept.dtype))
+                kept = kept.index_copy(0, todo, torch.stack([out.hidden_states[t + 1] for t in self.layers], 1).to(kept.dtype))
+        # kept states are stacked in the order of self.layers (Synthesizer.keep_hidden, set by the distiller)
         return logits, ({t + 1: kept[:, j] for j, t in enumerate(self.layers)} if hidden else None)
+
+    def teacher_pass(self, batch: PseudoBatch, hidden: bool):
+        # no_grad, not inference_mode: these tensors are targets in the student's autograd graph
+        with torch.no_grad(), autocast(self.device, self.cfg.precision):
+            return bucketing.forward(self.teacher, batch.embeds, batch.attention_mask, output_hidden_states=hidden)
 
     def gold(self, batch: PseudoBatch) -> tuple[torch.Tensor, dict[str, float]]:
         """The ``finetune`` reference: cross-entropy on gold labels, no teacher."""

@@ -73,9 +73,9 @@ class StudentObjective:
             out = self.teacher_pass(batch.index(todo), hidden)
             logits = logits.index_copy(0, todo, out.logits.float())
             if hidden:
-                kept = kept.index_copy(0, todo, torch.stack([out.hidden_states[t + 1] for t in self.layers], 1).to(kept.dtype))
-        # kept states are stacked in the order of self.layers (Synthesizer.keep_hidden, set by the distiller)
-        return logits, ({t + 1: kept[:, j] for j, t in enumerate(self.layers)} if hidden else None)
+                kept = kept.index_copy(0, todo, torch.stack([out.hidden_states[i] for i in self.synth.keep_hidden], 1).to(kept.dtype))
+        # kept states are stacked in the order of Synthesizer.keep_hidden, the indices that crafted them
+        return logits, ({i: kept[:, j] for j, i in enumerate(self.synth.keep_hidden)} if hidden else None)
 
     def teacher_pass(self, batch: PseudoBatch, hidden: bool):
         # no_grad, not inference_mode: these tensors are targets in the student's autograd graph

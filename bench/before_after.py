@@ -9,7 +9,8 @@ Each checkout runs `python -m asdfd distill` from its own folder on the cached t
 an eighth of the default budget (no held-out check); the runs alternate, 3 of each, and the
 medians of the distill report's phase times are kept (process start-up excluded). With
 `--what teacher` each runs one epoch of `asdfd train-teacher --data trec` instead (its training
-time, validation excluded, and the epoch's validation accuracy).
+time, validation excluded, and the epoch's validation accuracy); with `--method lm-text` both
+distil with that method (the language model's writing is its synthesis time).
 """
 
 from __future__ import annotations
@@ -50,18 +51,20 @@ def main() -> None:
     ap.add_argument("--precisions", default="fp32,auto", help="the --precision values the new code runs at (the old one runs fp32)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "before_after.json")
     ap.add_argument("--what", choices=("distill", "teacher"), default="distill", help="time distillation (default) or one epoch of teacher training")
+    ap.add_argument("--method", default="as-dfd", help="the --method both checkouts distil with")
     args = ap.parse_args()
     teacher = cached_teacher("trec")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=args.before, capture_output=True, text=True).stdout.strip()
-    runs = {f"before ({commit}, fp32)": (args.before, [])}
+    method = ["--method", args.method]
+    runs = {f"before ({commit}, fp32)": (args.before, method)}
     for p in args.precisions.split(","):
-        runs["after, precision auto" if p == "auto" else f"after, {p}"] = (HERE.parent, [] if p == "auto" else ["--precision", p])
+        runs["after, precision auto" if p == "auto" else f"after, {p}"] = (HERE.parent, method + ([] if p == "auto" else ["--precision", p]))
     times: dict[str, list[dict]] = {k: [] for k in runs}
     for _ in range(args.reps):
         for name, (checkout, extra) in runs.items():
             times[name].append(distill_times(checkout, teacher, extra) if args.what == "distill" else teacher_times(checkout, extra))
             print(name, times[name][-1], flush=True)
-    out = {"budget": BUDGET, "reps": args.reps}
+    out = {"budget": BUDGET, "method": args.method, "reps": args.reps}
     for name, ts in times.items():
         if args.what == "teacher":
             out["budget"] = "asdfd train-teacher --data trec --epochs 1"

@@ -257,7 +257,8 @@ def child(args: list[str]) -> None:
 def distill_runs(teacher_dir: Path, done: dict, save: Callable[[dict], None]) -> dict:
     runs = dict(done)
     # the faster budget a user may choose (`--pseudo-samples 2048`, bench variant as-dfd-ps2048: 0.57 validation
-    # points below the default, not adopted); real-data KD before and after them, since a shared machine's speed drifts by tens of percent within an hour
+    # points below the default, not adopted); real-data KD before and after them, since a shared machine's speed
+    # drifts by tens of percent within an hour
     real_kd = {"method": "real-kd", "data": "trec"}
     plan = {"default": {}, "real-kd": real_kd, "as-dfd-ps2048": {"pseudo_samples": 2048}, "real-kd-again": real_kd}
     plan |= {f"scale{k}x": {key: v * k for key, v in SCALE_BASE.items()} for k in (1, 2, 4)}

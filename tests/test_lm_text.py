@@ -78,6 +78,50 @@ def test_lm_text_distils_through_the_cli_and_says_so_on_the_card(tmp_path, tiny_
     assert pipeline("text-classification", model=str(out), device="cpu")("good film")[0]["label"] in names
 
 
+def test_the_fused_sampling_filter_keeps_what_the_three_warpers_keep():
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    from asdfd.language_model import TopKTopP
+
+    torch.manual_seed(0)
+    scores = torch.randn(16, 300) * 3
+    expected = scores
+    for warper in (TemperatureLogitsWarper(0.9), TopKLogitsWarper(50), TopPLogitsWarper(0.95)):
+        expected = warper(None, expected)
+    got = TopKTopP(temperature=0.9, k=50, p=0.95)(None, scores)
+    assert torch.equal(torch.isinf(got), torch.isinf(expected)) and torch.allclose(got[~torch.isinf(got)], expected[~torch.isinf(expected)])
+    assert (~torch.isinf(got)).sum(-1).min() >= 1
+
+
+def test_the_writer_draws_what_generate_draws_without_its_shortcuts(tiny_lm):
+    """The shared opening's cache and the fused filter change the cost, not the texts: the same
+    seed gives what a plain left-padded ``generate`` with its own warpers writes."""
+    from asdfd.language_model import FirstLineDone, TextWriter, shared_length
+
+    writer = TextWriter(tiny_lm, torch.device("cpu"), "fp32")
+    prompts = ["what is the name of the city", "what is the river", "what is the best film of the year", "what is the"]
+    torch.manual_seed(3)
+    texts = writer.write(prompts, 10)
+    assert len(writer.prefixes) == 1 and len(next(iter(writer.prefixes))) == 2  # "what is": "what is the" keeps its last token
+    enc = writer.tokenizer([writer.prompt(p) for p in prompts], return_tensors="pt", padding=True, add_special_tokens=False)
+    torch.manual_seed(3)
+    out = writer.model.generate(
+        input_ids=enc["input_ids"],
+        attention_mask=enc["attention_mask"],
+        max_new_tokens=10,
+        do_sample=True,
+        temperature=0.9,
+        top_k=50,
+        top_p=0.95,
+        repetition_penalty=1.2,
+        pad_token_id=writer.tokenizer.pad_token_id,
+        stopping_criteria=[FirstLineDone(writer.newline, enc["input_ids"].shape[1])],
+    )
+    assert texts == writer.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert any(t.strip() for t in texts)
+    assert shared_length([[1, 2, 3], [1, 2, 3]]) == 2 and shared_length([[1, 2], [3]]) == 0  # each prompt keeps a token of its own
+
+
 def test_a_task_hint_is_one_short_line(tiny_teacher_dir):
     from asdfd.errors import UserError
     from asdfd.synthesizers import configure

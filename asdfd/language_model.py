@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import inspect
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -99,12 +100,7 @@ SAMPLING = TopKTopP(temperature=0.9, k=50, p=0.95)
 
 def shared_length(rows: list[list[int]]) -> int:
     """How many leading tokens every prompt shares, leaving each at least one of its own."""
-    n = 0
-    for column in zip(*rows, strict=False):
-        if any(c != column[0] for c in column):
-            break
-        n += 1
-    return min(n, min(map(len, rows)) - 1)
+    return min(len(os.path.commonprefix(rows)), min(map(len, rows)) - 1)
 
 
 class TextWriter:
@@ -146,7 +142,7 @@ class TextWriter:
             if len(self.prefixes) >= 8:  # prompts of a run share one or two openings; bound the memo anyway
                 self.prefixes.clear()
             out = self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True)
-            self.prefixes[prefix] = out[self.cache_arg] if self.cache_arg in out else out.past_key_values
+            self.prefixes[prefix] = out[self.cache_arg]
         cache = copy.deepcopy(self.prefixes[prefix])
         cache.batch_repeat_interleave(n)
         return cache
@@ -158,11 +154,11 @@ class TextWriter:
         rows = self.tokenizer([self.prompt(i) for i in instructions], add_special_tokens=False)["input_ids"]
         shared = shared_length(rows)
         own = self.tokenizer.pad({"input_ids": [r[shared:] for r in rows]}, return_tensors="pt")  # left-padded
-        n = len(rows)
-        ids = torch.cat([torch.tensor(rows[0][:shared], dtype=torch.long).expand(n, -1), own["input_ids"]], 1).to(self.device)
+        n, prefix = len(rows), rows[0][:shared]
+        ids = torch.cat([torch.tensor(prefix, dtype=torch.long).expand(n, -1), own["input_ids"]], 1).to(self.device)
         mask = torch.cat([torch.ones(n, shared, dtype=torch.long), own["attention_mask"]], 1).to(self.device)
         with self.autocast():
-            cache = {self.cache_arg: self.prefix_cache(tuple(rows[0][:shared]), n)} if shared else {}
+            cache = {self.cache_arg: self.prefix_cache(tuple(prefix), n)} if shared else {}
             out = self.model.generate(
                 input_ids=ids,
                 attention_mask=mask,

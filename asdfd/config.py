@@ -105,7 +105,7 @@ class DistillConfig:
     # crafted batch and mixes half of each student batch, the other methods 4096 and no mixtures
     replay_size: int | None = option(None, "replay pool capacity, in samples (default: as-dfd the newest crafted batch, --batch-size; others 4096)")
     mix: float | None = option(
-        None, "fraction of each student batch replaced by token-level mixtures of two pool samples (default: as-dfd 0.5, others 0)"
+        None, "fraction of each student batch replaced by token-level mixtures of two pool samples (default: as-dfd and lm-text 0.5, others 0)"
     )
 
     def validate(self) -> DistillConfig:

@@ -49,6 +49,8 @@ def test_written_texts_become_pool_samples_labelled_by_the_teacher(tiny_teacher_
         again = teacher(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask).logits
     torch.testing.assert_close(batch.teacher_logits, again)
     assert synth.stats()["language_model"]["label_names_in_prompts"] == {"0": "neg", "1": "neu", "2": "pos"}
+    # the method's own pool: draws alike from the teacher's classes, half of each student batch mixtures
+    assert synth.pool.balanced and cfg.mix == 0.5
 
 
 @pytest.mark.parametrize("wordless", [False, True], ids=["label-names", "LABEL_i"])

@@ -61,3 +61,21 @@ def test_the_pool_keeps_the_teachers_states_only_where_every_sample_has_them(tin
     restored.load_state_dict(old)
     restored.add(synth.craft(8, student))
     assert restored.store.teacher_hidden is None and restored.sample(4).teacher_hidden is None
+
+
+def test_balanced_draws_come_alike_from_each_of_the_teachers_classes():
+    from asdfd.synthesizers import PseudoBatch
+
+    n = 100
+    logits = torch.zeros(n, 3)
+    logits[:80, 0] = logits[80:95, 1] = logits[95:, 2] = 5.0  # 80 / 15 / 5 samples
+    batch = PseudoBatch(
+        torch.zeros(n, 4, 2), torch.ones(n, 4, dtype=torch.long), torch.ones(n, 4, dtype=torch.bool), torch.zeros(n, dtype=torch.long), logits
+    )
+    counts = {}
+    for balanced in (False, True):
+        pool = ReplayPool(n, torch.Generator().manual_seed(0), balanced=balanced)
+        pool.add(batch)
+        counts[balanced] = torch.bincount(pool.sample(6000).teacher_logits.argmax(-1), minlength=3)
+    assert counts[False][2] < 500  # about 5% of plain draws
+    assert (counts[True] - 2000).abs().max() < 200  # a third each

@@ -33,6 +33,7 @@ class Synthesizer:
     reads_general_text = False  # True: the run reads real general-domain text, not task data (general-text)
     hard_labels = False  # True: the student learns the batch's ``targets`` (gold labels), not the teacher
     default_mix = 0.0  # share of each student batch made of token-level mixtures unless cfg.mix says otherwise
+    balanced_draws = False  # True: student batches drawn alike from each of the teacher's classes (samples that lean to a few)
 
     @classmethod
     def default_replay_size(cls, cfg: DistillConfig) -> int:
@@ -75,7 +76,7 @@ class Synthesizer:
         self.device = device
         self.generator = generator
         self.num_labels = int(teacher.config.num_labels)
-        self.pool = ReplayPool(cfg.replay_size, generator)
+        self.pool = ReplayPool(cfg.replay_size, generator, self.balanced_draws)
         self.class_hist = torch.zeros(self.num_labels, dtype=torch.long)
         self.confidence_sum = 0.0
         self.target_prob_sum = 0.0

@@ -7,7 +7,9 @@ teacher's classes, to "Write one {genre} about {label name}." (``id2label``); a 
 the teacher's own tokenizer, cut to ``max_len`` word pieces like every pseudo sample (the LM writes
 at most ``max_len`` tokens of its own and stops at the end of the first line, all that is kept), and the
 teacher labels them with its soft outputs: the prompt's class only steers what gets written.
-Nothing of the task is read but the teacher and its label names (and the hint, when given).
+Student batches are drawn from the pool alike from each of the teacher's classes, and half of each
+is token-level mixtures of two pooled texts, as AS-DFD's are. Nothing of the task is read but the
+teacher and its label names (and the hint, when given).
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ class LMText(Synthesizer):
     """Texts written by a small general-purpose language model from the teacher's label names, labelled by the teacher."""
 
     name = "lm-text"
+    # the LM's texts lean to a few of the teacher's classes (trec: ENTY 1501 of 3072, NUM 107): drawn alike from
+    # each class, and half of each student batch mixtures of two of them (chosen on the validation splits, docs/RESULTS.md)
+    balanced_draws = True
+    default_mix = 0.5
     COUNTERS = (*Synthesizer.COUNTERS, "examples")  # the report's first texts survive a resume
 
     @classmethod

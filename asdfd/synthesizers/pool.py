@@ -1,6 +1,7 @@
 """The replay pool crafted samples wait in, and how a student batch is drawn from it.
 
-A student batch is ``n`` uniform draws from the pool, of which the first ``round(mix * n)`` are
+A student batch is ``n`` draws from the pool (uniform, or alike from each of the teacher's
+classes where the method's samples lean to a few), of which the first ``round(mix * n)`` are
 replaced by token-level mixtures of two pool samples. Mixtures carry no teacher logits: the
 distiller labels the whole batch in the one teacher pass it makes anyway (for the hidden states),
 so a mixture's label falls wherever the teacher puts it, often between its parents' classes.
@@ -16,10 +17,13 @@ from .batch import PseudoBatch
 
 
 class ReplayPool:
-    """A bounded FIFO of crafted samples on the CPU; ``sample`` draws uniformly from what it holds."""
+    """A bounded FIFO of crafted samples on the CPU; ``sample`` draws from what it holds, uniformly or
+    (``balanced``) weighted by one over the count of each sample's teacher class (its argmax), so
+    that every class the pool holds comes alike."""
 
-    def __init__(self, capacity: int, generator: torch.Generator):
+    def __init__(self, capacity: int, generator: torch.Generator, balanced: bool = False):
         self.capacity = capacity
+        self.balanced = balanced
         self.generator = generator
         self.store: PseudoBatch | None = None
         self.size = 0
@@ -45,8 +49,11 @@ class ReplayPool:
 
     def sample(self, n: int) -> PseudoBatch:
         assert self.store is not None and self.size > 0, "sample() before any synthesize()"
-        idx = torch.randint(self.size, (n,), generator=self.generator)
-        return self.store.index(idx)
+        if not self.balanced:
+            return self.store.index(torch.randint(self.size, (n,), generator=self.generator))
+        classes = self.store.teacher_logits[: self.size].argmax(-1)
+        weights = 1.0 / torch.bincount(classes)[classes]
+        return self.store.index(torch.multinomial(weights, n, replacement=True, generator=self.generator))
 
     def state_dict(self) -> dict:
         kept = None if self.store is None else self.store.rows(0, self.size)  # a copy

@@ -102,7 +102,7 @@ class DistillConfig:
     lambda_hidden: float = option(1.0, "weight of hidden-state KD between copied layers (0: logits only)")
     grad_clip: float = option(1.0, "gradient-norm clipping")
     # None: the method's own default, filled in by asdfd.synthesizers.configure: as-dfd keeps only the newest
-    # crafted batch and mixes half of each student batch, the other methods 4096 and no mixtures
+    # crafted batch, the other methods 4096; as-dfd and lm-text mix half of each student batch, the others none
     replay_size: int | None = option(None, "replay pool capacity, in samples (default: as-dfd the newest crafted batch, --batch-size; others 4096)")
     mix: float | None = option(
         None, "fraction of each student batch replaced by token-level mixtures of two pool samples (default: as-dfd and lm-text 0.5, others 0)"

@@ -180,28 +180,36 @@ def test_a_cell_records_the_device_it_ran_on():
 
 
 def test_cells_of_another_teacher_are_refused(tmp_path):
-    """Teacher training repeats per machine, not across machines: adding a cell made with this
-    machine's teacher to a folder made with another would mix two teachers in one table."""
+    """Teacher training repeats per machine, not to the bit across machines: a rebuild that gets the
+    same test and validation answers right joins a folder, a teacher of other accuracies does not."""
     from bench.run import check_same_teacher, teacher_identity
 
     teacher = tmp_path / "teacher"
     teacher.mkdir()
     (teacher / "model.safetensors").write_bytes(b"weights")
-    (teacher / "teacher_report.json").write_text(json.dumps({"test_accuracy": 0.9}))
+    (teacher / "teacher_report.json").write_text(json.dumps({"test_accuracy": 0.9, "validation_accuracy": 0.8}))
     ident = teacher_identity(teacher)
     cell = tmp_path / "results" / "runs" / "trec" / "as-dfd" / "seed0.json"
     cell.parent.mkdir(parents=True)
     check_same_teacher(tmp_path / "results", "trec", ident)  # nothing there yet
 
-    cell.write_text(json.dumps({"teacher_test_accuracy": 0.9}))  # an older cell: no hash, the accuracy decides
-    check_same_teacher(tmp_path / "results", "trec", ident)
-    cell.write_text(json.dumps({"teacher_test_accuracy": 0.9, "teacher_sha256": ident["sha256"]}))
-    check_same_teacher(tmp_path / "results", "trec", ident)
-    check_same_teacher(tmp_path / "results", "mr", {**ident, "sha256": "other"})  # other datasets are not this one's
+    same = (
+        {"teacher_test_accuracy": 0.9},  # an older cell: no hash, no validation record; the test accuracy decides
+        {"teacher_test_accuracy": 0.9, "teacher_sha256": ident["sha256"], "validation": {"teacher_accuracy": 0.7}},  # the same weights
+        {"teacher_test_accuracy": 0.9, "teacher_sha256": "rebuilt", "validation": {"teacher_accuracy": 0.8}},  # a rebuild elsewhere
+    )
+    for known in same:
+        cell.write_text(json.dumps(known))
+        check_same_teacher(tmp_path / "results", "trec", ident)
+    check_same_teacher(tmp_path / "results", "mr", {**ident, "sha256": "other", "test_accuracy": 0.5})  # other datasets are not this one's
 
-    for other in ({"teacher_test_accuracy": 0.85}, {"teacher_test_accuracy": 0.9, "teacher_sha256": "another"}):
+    for other in (
+        {"teacher_test_accuracy": 0.85},
+        {"teacher_test_accuracy": 0.85, "teacher_sha256": "another", "validation": {"teacher_accuracy": 0.8}},
+        {"teacher_test_accuracy": 0.9, "teacher_sha256": "another", "validation": {"teacher_accuracy": 0.81}},
+    ):
         cell.write_text(json.dumps(other))
-        with pytest.raises(UserError, match="another trec teacher.*--results"):
+        with pytest.raises(UserError, match="another trec teacher.*--results.*rebuild"):
             check_same_teacher(tmp_path / "results", "trec", ident)
 
 

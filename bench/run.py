@@ -168,7 +168,7 @@ def machine_info(device: str | None) -> dict:
 
 
 # teacher training as the committed cells' teachers had it (before its length groups, 85f4dfb, changed its arithmetic
-# by about 1e-5 per step): a fresh machine rebuilds them with this commit's code (docs/RESULTS.md, "Teachers")
+# by about 1e-5 per step): a fresh machine rebuilds them with this commit's code (docs/RESULTS.md, Setting; mr may not repeat)
 TEACHERS_COMMIT = "af27cc0"
 
 
@@ -200,7 +200,7 @@ def check_same_teacher(results: Path, dataset: str, teacher: dict) -> None:
             raise UserError(
                 f"{path} was made with another {dataset} teacher (test accuracy {100 * cell['teacher_test_accuracy']:.2f}; "
                 f"the cached one here: {100 * teacher['test_accuracy']:.2f}); pass --results with a separate folder for this teacher's cells, "
-                f"or rebuild the cached teacher with the code at {TEACHERS_COMMIT} (docs/RESULTS.md, 'Teachers')"
+                f"or rebuild the cached teacher with the code at {TEACHERS_COMMIT} (docs/RESULTS.md, Setting)"
             )
 
 

@@ -1,4 +1,4 @@
-"""asdfd: data-free knowledge distillation of transformer text classifiers (AS-DFD)."""
+"""asdfd: data-free knowledge distillation of transformer text classifiers (a language-model prior, and AS-DFD)."""
 
 from .config import DistillConfig, TeacherConfig
 from .distiller import Distiller, DistillResult, distill

@@ -67,7 +67,7 @@ def _common(p: argparse.ArgumentParser, config: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="asdfd", description="Data-free distillation of transformer text classifiers (AS-DFD).")
+    parser = argparse.ArgumentParser(prog="asdfd", description="Data-free distillation of transformer text classifiers (an LM prior; AS-DFD).")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train-teacher", help="fine-tune a base encoder into a classifier")
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p)
 
-    p = sub.add_parser("demo", help="teacher -> AS-DFD student -> evaluation on the packaged TREC data")
+    p = sub.add_parser("demo", help="teacher -> data-free student (lm-text unless --method says otherwise) -> evaluation on packaged data")
     p.add_argument("--data", default="trec", help="trec | mr | bbc (default: trec)")
     p.add_argument("--output", default="asdfd-demo", help="folder for the demo's student and report")
     p.add_argument("--cache-dir", default=None, help="where trained teachers are cached (default: ~/.cache/asdfd)")
@@ -236,8 +236,9 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "methods":
         from .synthesizers import REGISTRY
 
+        default = DistillConfig().method
         for name, cls in sorted(REGISTRY.items()):
-            print(f"{name:14s} {(cls.__doc__ or '').strip().splitlines()[0]}")
+            print(f"{name:14s} {(cls.__doc__ or '').strip().splitlines()[0]}" + (" (the default)" if name == default else ""))
         return 0
     if args.command == "train-teacher":
         from .data import load_dataset

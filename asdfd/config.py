@@ -36,7 +36,7 @@ class DistillConfig:
     """
 
     # what runs, where
-    method: str = option("as-dfd", "how pseudo samples are made (see `asdfd methods`)", main=True)
+    method: str = option("lm-text", "how pseudo samples are made (see `asdfd methods`; as-dfd: the paper's method)", main=True)
     student: Any = option(
         3,
         "the student: a number of teacher layers to copy (evenly spaced) or their indices (0,2,5); a packaged encoder (minilm-l3, minilm); "

@@ -101,6 +101,7 @@ def tiny_distill_config(**kw):
     from asdfd.config import DistillConfig
 
     base = dict(
+        method="as-dfd",  # the default, lm-text, needs a language model (the tiny_lm fixture)
         student=2,
         student_steps=6,
         batch_size=8,

@@ -12,8 +12,11 @@ from asdfd.cli import main
 
 
 def _distill_args(teacher, out, *extra):
+    """A tiny distill run; AS-DFD unless ``extra`` names a method (the default, lm-text, needs a language model)."""
     return [
         "distill",
+        "--method",
+        "as-dfd",
         "--teacher",
         str(teacher),
         "--output",

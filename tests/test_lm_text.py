@@ -66,11 +66,11 @@ def test_lm_text_distils_through_the_cli_and_says_so_on_the_card(tmp_path, tiny_
     )
     tok.save_pretrained(teacher_dir)
     out = tmp_path / "student"
-    argv = ["distill", "--teacher", str(teacher_dir), "--output", str(out), "--method", "lm-text", "--student", "2"]
+    argv = ["distill", "--teacher", str(teacher_dir), "--output", str(out), "--student", "2"]  # lm-text: the default method
     argv += ["--student-steps", "4", "--batch-size", "4", "--pseudo-samples", "8", "--max-len", "8", "--heldout-samples", "4"]
     assert main([*argv, "--device", "cpu", "--task-hint", "movie review", "--quiet"]) == 0
     report = json.loads((out / "distill_report.json").read_text())
-    assert report["real_data_used"] is False and report["general_text_used"] is False
+    assert report["config"]["method"] == "lm-text" and report["real_data_used"] is False and report["general_text_used"] is False
     lm = report["synthesis"]["language_model"]
     assert lm["task_hint"] == "movie review" and len(lm["example_texts"]) == 8
     assert lm["label_names_in_prompts"] == ({"0": None, "1": None, "2": None} if wordless else {"0": "neg", "1": "neu", "2": "pos"})

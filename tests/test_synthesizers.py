@@ -13,10 +13,11 @@ from .conftest import method_setup, tiny_distill_config
 
 
 def test_as_dfd_pools_only_the_newest_batch_by_default_and_the_baselines_4096(tiny_teacher_dir):
-    assert configure(DistillConfig()).replay_size == DistillConfig().batch_size == 32
-    assert configure(DistillConfig(batch_size=64)).replay_size == 64  # one crafted batch, whatever its size
+    assert configure(DistillConfig(method="as-dfd")).replay_size == DistillConfig().batch_size == 32
+    assert configure(DistillConfig(method="as-dfd", batch_size=64)).replay_size == 64  # one crafted batch, whatever its size
     assert configure(DistillConfig(method="random-text")).replay_size == 4096
     assert configure(DistillConfig(replay_size=100)).replay_size == 100  # an explicit size wins
+    assert DistillConfig().method == "lm-text" and configure(DistillConfig()).replay_size == 4096  # the default method
     assert configure(DistillConfig()).mix == 0.5 and configure(DistillConfig(method="random-text")).mix == 0.0
     cfg, teacher, space, student = method_setup(tiny_teacher_dir, replay_size=None, mix=0.0, ss_task="none")
     synth = ASDFD(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))

@@ -238,7 +238,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
 
         default = DistillConfig().method
         for name, cls in sorted(REGISTRY.items()):
-            print(f"{name:14s} {(cls.__doc__ or '').strip().splitlines()[0]}" + (" (the default)" if name == default else ""))
+            print(f"{name:14s} {(cls.__doc__ or '').strip().splitlines()[0]}" + ("  [default]" if name == default else ""))
         return 0
     if args.command == "train-teacher":
         from .data import load_dataset

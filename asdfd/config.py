@@ -87,7 +87,7 @@ class DistillConfig:
     generator_lr: float = option(1e-3, "Adam learning rate of the generator (modified-zskt, modified-dafl)")
 
     # lm-text: what goes into the language model's prompts besides the teacher's label names
-    task_hint: str = option("", "lm-text only: one line on what the task's texts are (e.g. 'movie review'), used as the genre in the prompts")
+    task_hint: str = option("", "lm-text: one line on what the task's texts are (e.g. 'movie review'), the genre in its prompts", main=True)
 
     # the task's data: read only by the data-driven references
     data: str = option("", "real-kd/finetune only: trec | mr | bbc or a data file/folder whose train split is used")

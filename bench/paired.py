@@ -52,7 +52,7 @@ def _delta(cells: list[dict], base: list[dict], split: str) -> float:
 
 def paired(folders: list[Path]) -> list[dict]:
     """One row per changed variant: its options and, per (folder, dataset), the paired differences."""
-    defaults = dataclasses.asdict(DistillConfig())
+    defaults = dataclasses.asdict(DistillConfig(method=BASE))  # AS-DFD's variants, against its defaults
     rows: dict[str, dict] = {}
     for i, folder in enumerate(folders):
         cells = load_cells(folder)

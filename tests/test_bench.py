@@ -15,7 +15,7 @@ from bench.run import _worker_threads, expand, load_variants, parse_set
 
 def test_groups_expand_and_unknown_names_are_refused():
     variants, groups = load_variants()
-    assert {"none", "random-text", "modified-zskt", "modified-dafl", "as-dfd", "real-kd", "finetune"} == set(groups["methods"])
+    assert {"none", "random-text", "modified-zskt", "modified-dafl", "as-dfd", "lm-text", "real-kd", "finetune"} == set(groups["methods"])
     assert expand("methods,as-dfd", variants, groups) == groups["methods"]
     assert expand("as-dfd-k0-nb", variants, groups) == ["as-dfd-k0-nb"]
     with pytest.raises(SystemExit, match="unknown variant"):

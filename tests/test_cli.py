@@ -441,3 +441,12 @@ def test_inspect_decodes_and_plots_fresh_pseudo_samples(tiny_teacher_dir, tiny_c
     capsys.readouterr()
     assert main(["inspect", "--run", str(ref), "--quiet"]) == 2
     assert "makes no pseudo samples" in capsys.readouterr().err
+
+
+def test_methods_lists_every_method_and_marks_the_default(capsys):
+    from asdfd.synthesizers import available
+
+    assert main(["methods"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == available()
+    assert [line.split()[0] for line in lines if line.endswith("[default]")] == ["lm-text"]

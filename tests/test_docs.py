@@ -32,4 +32,4 @@ def test_distill_help_stays_small_and_the_readme_short():
     assert len(options) <= 45, len(options)
     readme = (ROOT / "README.md").read_text()
     assert len(readme) <= 12_000
-    assert "| **AS-DFD** (the default) |" in "\n".join(readme.splitlines()[:80])  # the headline table, in the first screen
+    assert "| **lm-text** (the default) |" in "\n".join(readme.splitlines()[:80])  # the headline table, in the first screen

@@ -10,12 +10,13 @@ from .batch import PseudoBatch
 from .finetune import Finetune
 from .general_text import GeneralText
 from .generator import ModifiedDAFL, ModifiedZSKT
+from .lm_noprompt import LMTextNoPrompt
 from .lm_text import LMText
 from .random_text import RandomText
 from .real_kd import RealKD
 
 REGISTRY: dict[str, type[Synthesizer]] = {
-    cls.name: cls for cls in (ASDFD, RandomText, ModifiedZSKT, ModifiedDAFL, RealKD, Finetune, GeneralText, LMText)
+    cls.name: cls for cls in (ASDFD, RandomText, ModifiedZSKT, ModifiedDAFL, RealKD, Finetune, GeneralText, LMText, LMTextNoPrompt)
 }
 
 

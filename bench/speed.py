@@ -58,6 +58,9 @@ SECTIONS = ("synthesis", "training", "inference", "distill", "parallel", "onnx",
 # what makes an AVX-512 CPU run as an AVX2-only one: torch's own kernels, oneDNN's, MKL's (Intel CPUs)
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 PRECISIONS = ("fp32", "bf16")
+# the sections time AS-DFD's arithmetic by name, as the committed timings were made (the package's default
+# method is lm-text since 2026-12-06; its crafting is timed beside AS-DFD's in the lm section)
+TIMED = "as-dfd"
 SCALE_BASE = {"pseudo_samples": 384, "student_steps": 75}  # the default's 3072 : 600, an eighth of it
 
 
@@ -94,7 +97,7 @@ def per_precision(section: str, measure: Callable[[Path, str, int], dict], teach
 
 
 def synthesis_at(teacher_dir: Path, precision: str, reps: int) -> dict:
-    d = Distiller(teacher_dir, DistillConfig(method="as-dfd", precision=precision))
+    d = Distiller(teacher_dir, DistillConfig(method=TIMED, precision=precision))
     cfg, synth, student = d.cfg, d.synth, d.student.eval()
     passes = cfg.guess_steps + cfg.adv_steps
     n = cfg.batch_size
@@ -151,7 +154,7 @@ def lm_at(teacher_dir: Path, precision: str, reps: int) -> dict:
 def training_at(teacher_dir: Path, precision: str, reps: int) -> dict:
     """A distiller student step (pool draw, teacher pass, student forward/backward, AdamW) against a
     teacher fine-tuning step (forward/backward, AdamW) on real text padded to the same shape."""
-    d = Distiller(teacher_dir, DistillConfig(method="as-dfd", precision=precision))
+    d = Distiller(teacher_dir, DistillConfig(method=TIMED, precision=precision))
     for _ in range(4):
         d.synth.synthesize(d.student)
     d.student.train()
@@ -259,10 +262,8 @@ def distill_runs(teacher_dir: Path, done: dict, save: Callable[[dict], None]) ->
     # the faster budget a user may choose (`--pseudo-samples 2048`, bench variant as-dfd-ps2048: 0.57 validation
     # points below the default, not adopted); real-data KD before and after them, since a shared machine's speed
     # drifts by tens of percent within an hour
-    # "default" is AS-DFD's default run, as the committed timings were made (the package's default method is lm-text
-    # since 2026-12-06; its crafting is timed in the lm section)
     real_kd = {"method": "real-kd", "data": "trec"}
-    as_dfd = {"method": "as-dfd"}
+    as_dfd = {"method": TIMED}  # "default": AS-DFD's default run
     plan = {"default": as_dfd, "real-kd": real_kd, "as-dfd-ps2048": as_dfd | {"pseudo_samples": 2048}, "real-kd-again": real_kd}
     plan |= {f"scale{k}x": as_dfd | {key: v * k for key, v in SCALE_BASE.items()} for k in (1, 2, 4)}
     for name, settings in plan.items():
@@ -309,7 +310,7 @@ def onnx_export(teacher_dir: Path, reps: int) -> dict:
     test = load_dataset("trec", "test")
     student_dir = cache_root() / "bench" / f"onnx-student-{teacher_dir.name}"  # distilled once (5 min), then reused
     if not (student_dir / "model.safetensors").is_file():
-        Distiller(teacher_dir, DistillConfig(method="as-dfd", precision="fp32")).run().save(student_dir, overwrite=True)
+        Distiller(teacher_dir, DistillConfig(method=TIMED, precision="fp32")).run().save(student_dir, overwrite=True)
     student, tokenizer = load_classifier(student_dir).eval(), load_tokenizer(student_dir)
     with tempfile.TemporaryDirectory() as tmp:
         report = export_onnx(student_dir, Path(tmp) / "onnx", quantize="int8")
@@ -337,7 +338,7 @@ def bucket_runs(teacher_dir: Path, reps: int) -> dict:
     from asdfd import bucketing
     from asdfd.losses import hidden_loss, kd_loss
 
-    d = Distiller(teacher_dir, DistillConfig(method="as-dfd"))
+    d = Distiller(teacher_dir, DistillConfig(method=TIMED))
     cfg, synth = d.cfg, d.synth
     batch = synth.craft(cfg.batch_size, d.student)
     starts = synth.craft(cfg.batch_size * cfg.init_candidates, d.student)  # the start pass's shape
@@ -382,7 +383,7 @@ def profile_run(teacher_dir: Path, reps: int) -> dict:
 
         return run
 
-    d = Distiller(teacher_dir, DistillConfig(method="as-dfd"))
+    d = Distiller(teacher_dir, DistillConfig(method=TIMED))
     synth, n, steps = d.synth, d.cfg.batch_size, 3
     step = synth.step
     synth.step = lambda c, student, adversarial: labelled("adversarial step" if adversarial else "guessing steps", step)(c, student, adversarial)

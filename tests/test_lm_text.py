@@ -147,10 +147,29 @@ def test_the_packaged_language_model_converts_once_and_writes(tmp_path):
     assert len(texts) == 2 and all(isinstance(t, str) and t.strip() for t in texts)
 
 
-def test_a_resumed_run_keeps_the_reports_example_texts(tiny_teacher_dir, tiny_lm):
+def test_the_lm_writes_several_batches_per_call_and_hands_them_out_in_turn(tiny_teacher_dir, tiny_lm, monkeypatch):
+    cfg, teacher, space, student = method_setup(tiny_teacher_dir, method="lm-text")
+    synth = LMText(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    monkeypatch.setattr(synth, "WRITE_AHEAD", 36)
+    calls = []
+    real = synth.writer.write
+    monkeypatch.setattr(synth.writer, "write", lambda prompts, n: calls.append(len(prompts)) or real(prompts, n))
+    written = []
+    for _ in range(4):
+        ahead = [text for text, _ in synth.unserved]
+        batch = synth.craft(12, student)
+        assert torch.bincount(batch.targets, minlength=3).tolist() == [4, 4, 4]  # each batch aimed alike at every class
+        written.append(ahead)
+    assert calls == [36, 36]  # three batches' worth per call, the fourth batch starts a second call
+    assert [len(w) for w in written] == [0, 24, 12, 0] and written[2] == written[1][12:]  # handed out in the order written
+
+
+def test_a_resumed_run_keeps_the_reports_example_texts_and_the_texts_written_ahead(tiny_teacher_dir, tiny_lm):
     cfg, teacher, space, student = method_setup(tiny_teacher_dir, method="lm-text")
     synth = LMText(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
     synth.synthesize(student)
+    assert synth.unserved  # written in one call with later batches
     again = LMText(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
     again.load_state_dict(synth.state_dict())
     assert again.examples == synth.examples and len(again.examples) == 8 and again.n_crafted == synth.n_crafted
+    assert again.unserved == synth.unserved

@@ -66,7 +66,7 @@ def test_lm_section_times_lm_text_against_as_dfd(tiny_teacher_dir, tiny_lm):
     from bench.speed import lm_at
 
     out = lm_at(tiny_teacher_dir, "fp32", reps=1)
-    assert out["batch"] == 32 and out["as_dfd_craft_s"] > 0 and out["lm_text_craft_s"] > 0
+    assert out["batch"] == 32 and out["batches_per_write"] == 4 and out["as_dfd_craft_s"] > 0 and out["lm_text_craft_s"] > 0
     assert abs(out["ratio"] - out["lm_text_craft_s"] / out["as_dfd_craft_s"]) < 0.05 * out["ratio"] + 0.01
     assert "| fp32 | " in speed_table({"lm": {"fp32": out}})
 

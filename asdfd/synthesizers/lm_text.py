@@ -51,8 +51,8 @@ class LMText(Synthesizer):
     # each class, and half of each student batch mixtures of two of them (chosen on the validation splits, docs/RESULTS.md)
     balanced_draws = True
     default_mix = 0.5
-    # the LM writes this many texts per call (whole crafted batches' worth) and hands them out a batch at a time: its
-    # batched decoding costs 0.71x a text at 128 against 32 (fp32, one thread), 0.56x at bf16 on two (docs/PERFORMANCE.md)
+    # the LM writes this many texts per call (whole crafted batches' worth) and hands them out a batch at a time: a text
+    # costs 0.53x at bf16 and 0.73x at fp32 of what it does written 32 per call (two CPU cores, docs/PERFORMANCE.md)
     WRITE_AHEAD = 128
     # the report's first texts, and texts written but not yet handed out, survive a resume
     COUNTERS = (*Synthesizer.COUNTERS, "examples", "unserved")

@@ -88,6 +88,7 @@ class DistillConfig:
 
     # lm-text: what goes into the language model's prompts besides the teacher's label names
     task_hint: str = option("", "lm-text: one line on what the task's texts are (e.g. 'movie review'), the genre in its prompts", main=True)
+    lm_keep: float = option(1.0, "lm-text: share of written texts kept, those the teacher gives their prompt's class most probability")
 
     # the task's data: read only by the data-driven references
     data: str = option("", "real-kd/finetune only: trec | mr | bbc or a data file/folder whose train split is used")

@@ -173,3 +173,11 @@ def test_a_resumed_run_keeps_the_reports_example_texts_and_the_texts_written_ahe
     again.load_state_dict(synth.state_dict())
     assert again.examples == synth.examples and len(again.examples) == 8 and again.n_crafted == synth.n_crafted
     assert again.unserved == synth.unserved
+
+
+def test_kept_texts_are_those_the_teacher_finds_most_of_their_prompts_class(tiny_teacher_dir, tiny_lm):
+    cfg, teacher, space, student = method_setup(tiny_teacher_dir, method="lm-text")
+    cfg.lm_keep = 0.5
+    synth = LMText(teacher, space, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    kept = synth.write(2, 6)
+    assert len(kept) == 12

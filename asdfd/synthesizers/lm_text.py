@@ -14,6 +14,7 @@ teacher and its label names (and the hint, when given).
 
 from __future__ import annotations
 
+import math
 import re
 
 import torch
@@ -59,6 +60,8 @@ class LMText(Synthesizer):
 
     @classmethod
     def check(cls, cfg) -> None:
+        if not 0 < cfg.lm_keep <= 1:
+            raise UserError(f"lm_keep must be in (0, 1], got {cfg.lm_keep}")
         if "\n" in cfg.task_hint or len(cfg.task_hint) > 100:
             raise UserError("task_hint is one short line about what the task's texts are (e.g. 'movie reviews'); shorten it")
 
@@ -78,10 +81,20 @@ class LMText(Synthesizer):
         return out
 
     def write(self, batches: int, n: int) -> list[tuple[str, int]]:
-        """``batches`` batches' worth of texts in one call of the LM, each batch aimed alike at every class."""
-        targets = torch.cat([torch.randperm(n, generator=self.generator) % self.num_labels for _ in range(batches)])
+        """``batches`` batches' worth of texts in one call of the LM, each batch aimed alike at every class.
+        With ``lm_keep`` < 1, each batch's share is over-written and the texts the teacher gives their
+        prompt's class most probability are kept."""
+        per = math.ceil(n / self.cfg.lm_keep)
+        targets = torch.cat([torch.randperm(per, generator=self.generator) % self.num_labels for _ in range(batches)])
         texts = [clean(t) for t in self.writer.write(self.instructions(targets), self.cfg.max_len)]
-        return list(zip(texts, targets.tolist(), strict=True))
+        if per == n:
+            return list(zip(texts, targets.tolist(), strict=True))
+        ids, attn, _ = TextBank(self.space, texts, self.frame_width).frame(torch.arange(len(texts)), self.frame_width)
+        with torch.inference_mode():
+            probs = self.teacher_logits(self.token_embeddings(ids), attn.to(self.device)).softmax(-1).cpu()
+        score = probs.gather(1, targets[:, None])[:, 0].view(batches, per)
+        keep = (score.topk(n, dim=1).indices + torch.arange(batches)[:, None] * per).flatten().tolist()
+        return [(texts[i], int(targets[i])) for i in keep]
 
     def craft(self, n: int, student: PreTrainedModel) -> PseudoBatch:
         if len(self.unserved) < n:

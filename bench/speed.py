@@ -140,7 +140,7 @@ def lm_at(teacher_dir: Path, precision: str, reps: int) -> dict:
     runs = {m: Distiller(teacher_dir, DistillConfig(method=m, precision=precision)) for m in ("as-dfd", "lm-text")}
     n = runs["as-dfd"].cfg.batch_size
     synth = runs["lm-text"].synth
-    k = max(1, synth.WRITE_AHEAD // n)
+    k = synth.batches_per_call(n)
     instructions = synth.instructions(torch.arange(k * n) % synth.num_labels)
     fns = {m: (lambda d=d: [d.synth.craft(n, d.student.eval()) for _ in range(k)]) for m, d in runs.items()}
     writes = {

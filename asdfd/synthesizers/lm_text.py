@@ -83,9 +83,13 @@ class LMText(Synthesizer):
         texts = [clean(t) for t in self.writer.write(self.instructions(targets), self.cfg.max_len)]
         return list(zip(texts, targets.tolist(), strict=True))
 
+    def batches_per_call(self, n: int) -> int:
+        """How many crafted batches of ``n`` texts the LM writes in one call."""
+        return max(1, self.WRITE_AHEAD // n)
+
     def craft(self, n: int, student: PreTrainedModel) -> PseudoBatch:
         if len(self.unserved) < n:
-            self.unserved += self.write(max(1, self.WRITE_AHEAD // n), n)
+            self.unserved += self.write(self.batches_per_call(n), n)
         served, self.unserved = self.unserved[:n], self.unserved[n:]
         texts, targets = [text for text, _ in served], torch.tensor([target for _, target in served])
         if len(self.examples) < 8:

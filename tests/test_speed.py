@@ -27,12 +27,14 @@ def test_inference_section_compares_teacher_and_student(tiny_teacher_dir):
 def test_distill_child_reports_its_own_peak_memory(tiny_teacher_dir):
     import torch
 
-    settings = {"student": 2, "student_steps": 2, "batch_size": 4, "pseudo_samples": 8, "max_len": 8, "heldout_samples": 0}
+    # AS-DFD, not the default lm-text: what is checked is the measurement, and the packaged LM alone
+    # peaks near 1.5 GB when it writes ahead (docs/PERFORMANCE.md), which would blur the bound below
+    settings = {"method": "as-dfd", "student": 2, "student_steps": 2, "batch_size": 4, "pseudo_samples": 8, "max_len": 8, "heldout_samples": 0}
     ballast = torch.ones(1536 * 2**20 // 4)  # 1.5 GB resident in the parent at fork time
     run = distill_child(tiny_teacher_dir, settings)
     del ballast
     # a Python process with torch loaded, and none of the parent's memory (rusage would count it)
-    assert 50 < run["peak_rss_mb"] < 1500, run["peak_rss_mb"]
+    assert 50 < run["peak_rss_mb"] < 1200, run["peak_rss_mb"]
     assert set(run["phase_s"]) >= {"synthesis", "student"} and run["process_wall_s"] >= run["distill_wall_s"]
     data = {
         "machine": {"distill": {"cpu": "x", "cores_usable": 2, "torch_threads": 2, "torch": "t"}},

@@ -26,8 +26,11 @@ DEMO_REPORT = "demo_report.json"
 
 def cached_teacher(data: str, cfg: TeacherConfig | None = None, cache_dir: str | Path | None = None) -> Path:
     """Fine-tune (once) and cache the teacher for a packaged dataset; later calls reuse it."""
-    cfg = cfg or TeacherConfig()
-    key = hashlib.sha256(json.dumps({"data": data, **cfg.to_dict()}, sort_keys=True).encode()).hexdigest()[:10]
+    cfg = (cfg or TeacherConfig()).validate()
+    settings = cfg.to_dict()
+    if settings["precision"] == "fp32":  # the key of a teacher cached before precision was an option
+        del settings["precision"]
+    key = hashlib.sha256(json.dumps({"data": data, **settings}, sort_keys=True).encode()).hexdigest()[:10]
     path = cache_root(cache_dir) / "teachers" / f"{data}-{key}"
     if (path / TEACHER_REPORT).is_file():
         return path

@@ -18,13 +18,13 @@ from .config import TeacherConfig, save_config
 from .data import Dataset
 from .evaluator import evaluate_model, label_ids
 from .models import load_tokenizer
-from .runtime import atomic_dir, check_output_dir, progress, resolve_device, seed_everything, set_threads
+from .runtime import atomic_dir, autocast, check_output_dir, progress, resolve_device, seed_everything, set_threads
 
 REPORT_NAME = "teacher_report.json"
 TEXT_GROUP_ROWS = 8  # real texts vary in length far more than pseudo samples: smaller groups pay (docs/PERFORMANCE.md)
 
 
-def accumulate_gradients(model, tokenizer, enc, lengths: torch.Tensor, idx: np.ndarray, y: torch.Tensor, device) -> float:
+def accumulate_gradients(model, tokenizer, enc, lengths: torch.Tensor, idx: np.ndarray, y: torch.Tensor, device, precision: str = "fp32") -> float:
     """Gradients of the mean cross-entropy over the texts ``idx`` into ``model``'s ``.grad``; the
     batch runs as groups of similar length, each padded to its own longest text (on the CPU), which
     is the same gradient at less padding. Returns the loss."""
@@ -32,7 +32,8 @@ def accumulate_gradients(model, tokenizer, enc, lengths: torch.Tensor, idx: np.n
     for part in bucketing.length_groups(lengths[idx], bucketing.BUCKETS if device.type == "cpu" else 1, TEXT_GROUP_ROWS):
         rows = idx[part.numpy()]
         batch = tokenizer.pad({k: [enc[k][j] for j in rows] for k in ("input_ids", "attention_mask")}, return_tensors="pt")
-        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+        with autocast(device, precision):
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
         part_loss = F.cross_entropy(logits.float(), y[rows].to(device), reduction="sum") / len(idx)
         part_loss.backward()
         loss += part_loss.item()
@@ -79,7 +80,7 @@ def train_teacher(
         for i in bar:
             idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             opt.zero_grad(set_to_none=True)
-            loss = accumulate_gradients(model, tokenizer, enc, lengths, idx, y, device)
+            loss = accumulate_gradients(model, tokenizer, enc, lengths, idx, y, device, cfg.precision)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()

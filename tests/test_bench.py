@@ -81,8 +81,11 @@ def test_teacher_base_reaches_the_teachers_config(tmp_path, monkeypatch):
     for argv, base in cases:  # minilm is the demo's teacher, under the demo's cache key
         with pytest.raises(SystemExit, match="stop here"):
             br.main(["--variants", "none", "--datasets", "trec", "--seeds", "0", "--results", str(tmp_path), *argv])
-        assert seen[-1].base == base
+        assert seen[-1].base == base and seen[-1].precision == "fp32"  # a table's teachers must not depend on the machine
     assert seen[-1].epochs == 1  # the quick profile's one-epoch teacher keeps its base
+    with pytest.raises(SystemExit, match="stop here"):
+        br.main(["--variants", "none", "--datasets", "trec", "--seeds", "0", "--results", str(tmp_path), "--teacher-precision", "bf16"])
+    assert seen[-1].precision == "bf16"
 
 
 def test_set_overrides_are_typed_like_the_options():

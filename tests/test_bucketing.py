@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from transformers import BertForSequenceClassification
@@ -88,3 +89,39 @@ def test_teacher_training_gets_the_whole_batch_gradient(tiny_teacher_dir):
     for n, p in model.named_parameters():
         if p.grad is not None:
             assert torch.allclose(grouped[n], p.grad, atol=1e-5), n
+
+
+def test_teacher_training_in_bf16_follows_fp32(tiny_teacher_dir):
+    """bf16 autocast in the teacher's forward passes: the same loss and gradient to bf16's precision."""
+    from asdfd.models import load_classifier, load_tokenizer
+    from asdfd.teacher import accumulate_gradients
+
+    tok = load_tokenizer(tiny_teacher_dir)
+    texts = ["what city has the longest river", "a good film", "who wrote the plot", "bad movie"] * 4
+    enc = tok(texts)
+    lengths = torch.tensor([len(ids) for ids in enc["input_ids"]])
+    y, idx = torch.arange(16) % 3, np.arange(16)
+    grads, losses = [], []
+    for precision in ("fp32", "bf16"):
+        model = load_classifier(tiny_teacher_dir).train()
+        losses.append(accumulate_gradients(model, tok, enc, lengths, idx, y, torch.device("cpu"), precision))
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert losses[0] != losses[1]  # bf16 did run
+    assert abs(losses[0] - losses[1]) < 0.05 * abs(losses[0])
+    assert torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0) > 0.95
+
+
+def test_a_fp32_teachers_cache_key_is_the_one_from_before_precision(tmp_path, monkeypatch):
+    """Teachers cached before ``precision`` was an option keep their folder; bf16 gets its own."""
+    import hashlib
+    import json
+
+    from asdfd import demo
+    from asdfd.config import TeacherConfig
+
+    monkeypatch.setattr(demo, "load_dataset", lambda data, split: None)
+    monkeypatch.setattr(demo, "train_teacher", lambda *a, **k: None)
+    before = {k: v for k, v in TeacherConfig().to_dict().items() if k != "precision"}
+    key = hashlib.sha256(json.dumps({"data": "trec", **before}, sort_keys=True).encode()).hexdigest()[:10]
+    assert demo.cached_teacher("trec", cache_dir=tmp_path).name == f"trec-{key}"
+    assert demo.cached_teacher("trec", TeacherConfig(precision="bf16"), cache_dir=tmp_path).name != f"trec-{key}"

@@ -166,7 +166,7 @@ class TeacherConfig:
     device: str = option("auto", "auto | cpu | cuda")
     # fp32 by default: a teacher then rebuilds alike on other machines (the benchmark's cells name their teacher)
     precision: str = option(
-        "fp32", "fp32 | bf16 | auto: bf16 autocast for the forward passes, 3-4x faster on CPUs with AMX; auto = bf16 where the hardware has it"
+        "fp32", "fp32 | bf16 | auto: bf16 autocast for the forward passes (pays for large encoders with AMX); auto = bf16 where the hardware has it"
     )
 
     def validate(self) -> TeacherConfig:

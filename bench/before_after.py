@@ -9,7 +9,8 @@ Each checkout runs `python -m asdfd distill` from its own folder on the cached t
 an eighth of the default budget (no held-out check); the runs alternate, 3 of each, and the
 medians of the distill report's phase times are kept (process start-up excluded). With
 `--what teacher` each runs one epoch of `asdfd train-teacher --data trec` instead (its training
-time, validation excluded, and the epoch's validation accuracy); with `--method lm-text` both
+time, validation excluded, and the epoch's validation accuracy; the old code at fp32, the new at
+each of ``--precisions``); with `--method lm-text` both
 distil with that method (the language model's writing is its synthesis time).
 """
 
@@ -38,7 +39,7 @@ def distill_times(checkout: Path, teacher: Path, extra: list[str]) -> dict:
 
 def teacher_times(checkout: Path, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "asdfd", "train-teacher", "--data", "trec", "--epochs", "1", "--output", f"{tmp}/t", "--quiet"]
+        cmd = [sys.executable, "-m", "asdfd", "train-teacher", "--data", "trec", "--epochs", "1", "--output", f"{tmp}/t", "--quiet", *extra]
         subprocess.run(cmd, cwd=checkout, check=True)
         report = json.loads(Path(f"{tmp}/t/teacher_report.json").read_text())
     return {"train": report["train_time_s"], "validation_accuracy": report["validation_accuracy"]}
@@ -56,13 +57,14 @@ def main() -> None:
     teacher = cached_teacher("trec")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=args.before, capture_output=True, text=True).stdout.strip()
     method = ["--method", args.method]
-    runs = {f"before ({commit}, fp32)": (args.before, method)}
-    for p in args.precisions.split(","):
-        runs["after, precision auto" if p == "auto" else f"after, {p}"] = (HERE.parent, method + ([] if p == "auto" else ["--precision", p]))
+    runs = {f"before ({commit}, fp32)": (args.before, [])}
+    for p in args.precisions.split(","):  # distill's precision defaults to auto, train-teacher's to fp32
+        flag = [] if p == "auto" and args.what == "distill" else ["--precision", p]
+        runs["after, precision auto" if p == "auto" else f"after, {p}"] = (HERE.parent, flag)
     times: dict[str, list[dict]] = {k: [] for k in runs}
     for _ in range(args.reps):
         for name, (checkout, extra) in runs.items():
-            times[name].append(distill_times(checkout, teacher, extra) if args.what == "distill" else teacher_times(checkout, extra))
+            times[name].append(distill_times(checkout, teacher, method + extra) if args.what == "distill" else teacher_times(checkout, extra))
             print(name, times[name][-1], flush=True)
     out = {"budget": BUDGET, "method": args.method, "reps": args.reps}
     for name, ts in times.items():

@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
         "--teacher-precision",
         default="fp32",
         choices=("fp32", "bf16"),
-        help="how the teachers train on first use: fp32 (default; they rebuild alike across machines) or bf16 (3-4x faster with AMX)",
+        help="how the teachers train on first use: fp32 (default; they rebuild alike across machines) or bf16 (large encoders, AMX CPUs)",
     )
     ap.add_argument("--jobs", type=int, default=1, help="cells run side by side in this many worker processes (default 1)")
     ap.add_argument("--summary", action="store_true", help="only rebuild the summary table and plots")

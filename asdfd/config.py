@@ -26,6 +26,17 @@ def option(default: Any, help: str, main: bool = False) -> Any:
     return field(default=default, metadata={"help": help, "main": main})
 
 
+def checked_precision(precision: str, device: str) -> str:
+    """``precision`` checked, with ``auto`` resolved for ``device`` (bf16 where the hardware has it)."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise UserError(f"precision '{precision}' is not one of auto, fp32, bf16")
+    if precision != "auto":
+        return precision
+    from .runtime import resolve_device, resolve_precision
+
+    return resolve_precision("auto", resolve_device(device))
+
+
 @dataclass
 class DistillConfig:
     """Everything that defines a distillation run. Defaults are the package defaults.
@@ -132,15 +143,10 @@ class DistillConfig:
             raise UserError(f"temperature must be > 0, got {self.temperature}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise UserError(f"device '{self.device}' is not one of auto, cpu, cuda")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise UserError(f"precision '{self.precision}' is not one of auto, fp32, bf16")
+        self.precision = checked_precision(self.precision, self.device)
         from .parallel import check_world
 
         check_world(self)
-        if self.precision == "auto":
-            from .runtime import resolve_device, resolve_precision
-
-            self.precision = resolve_precision("auto", resolve_device(self.device))
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -175,12 +181,7 @@ class TeacherConfig:
                 raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.lr <= 0:
             raise UserError(f"lr must be > 0, got {self.lr}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise UserError(f"precision '{self.precision}' is not one of auto, fp32, bf16")
-        if self.precision == "auto":
-            from .runtime import resolve_device, resolve_precision
-
-            self.precision = resolve_precision("auto", resolve_device(self.device))
+        self.precision = checked_precision(self.precision, self.device)
         return self
 
     def to_dict(self) -> dict[str, Any]:
